@@ -1,12 +1,46 @@
 /* main.c - the `rlhf` command: dispatch to subcommands. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli/cli.h"
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double cli_peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: rlhf <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  sft      supervised fine-tuning on a jsonl file or a built-in task\n"
+            "  sample   generate from a checkpoint\n"
+            "  eval     score a checkpoint on a built-in task's held-out split\n"
+            "  bench    benchmarks (bench model)\n"
+            "\n"
+            "`rlhf <command> --help` describes each command.\n");
+}
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: rlhf <command> [options]\n");
-        return 2;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
     }
-    fprintf(stderr, "rlhf: unknown command '%s'\n", argv[1]);
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "sft") == 0) return cmd_sft(argc - 1, argv + 1);
+    if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+    fprintf(stderr, "rlhf: unknown command '%s' (try `rlhf --help`)\n", cmd);
     return 2;
 }

@@ -21,23 +21,67 @@
 
 static int g_threads = 0; /* set once at start-up by kernels_set_threads */
 
+/*
+ * Threads: with OpenMP there is ONE pool. OpenBLAS runs single-threaded
+ * inside each OpenMP thread and gemm() below splits every large product
+ * into per-thread slabs, so OpenBLAS workers and OpenMP workers never spin
+ * against each other on the same cores. Without OpenMP, OpenBLAS threads.
+ */
 void kernels_set_threads(int n) {
     if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n <= 0) n = 1;
     g_threads = n;
-    openblas_set_num_threads(n);
 #ifdef RLHF_OPENMP
+    openblas_set_num_threads(1);
     omp_set_num_threads(n);
+#else
+    openblas_set_num_threads(n);
 #endif
 }
 
 int kernels_get_threads(void) { return g_threads > 0 ? g_threads : (int)sysconf(_SC_NPROCESSORS_ONLN); }
 
+/* Row-major C (M,N) = alpha op(A) op(B) + beta C, split over threads along
+ * the larger of M and N. Inside a parallel region it runs serially. */
+static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc) {
+    if (g_threads == 0) kernels_set_threads(0);
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+#ifdef RLHF_OPENMP
+    int nt = g_threads;
+    double work = (double)M * N * K;
+    if (nt > 1 && work >= 2.0e5 && !omp_in_parallel()) {
+        int split_m = M >= N;
+        int dim = split_m ? M : N;
+        int align = split_m ? 4 : 16;
+        if (dim >= 2 * align) {
+#pragma omp parallel num_threads(nt)
+            {
+                int t = omp_get_thread_num(), n = omp_get_num_threads();
+                int chunk = ((dim + n - 1) / n + align - 1) / align * align;
+                int lo = t * chunk, hi = lo + chunk > dim ? dim : lo + chunk;
+                if (lo < hi) {
+                    if (split_m) {
+                        const float *a = ta ? A + lo : A + (size_t)lo * lda;
+                        cblas_sgemm(CblasRowMajor, TA, TB, hi - lo, N, K, alpha, a, lda, B, ldb, beta,
+                                    C + (size_t)lo * ldc, ldc);
+                    } else {
+                        const float *b = tb ? B + (size_t)lo * ldb : B + lo;
+                        cblas_sgemm(CblasRowMajor, TA, TB, M, hi - lo, K, alpha, A, lda, b, ldb, beta, C + lo, ldc);
+                    }
+                }
+            }
+            return;
+        }
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 /* ---- matmul ---- */
 
 void matmul_forward(float *out, const float *inp, const float *weight, int N, int C, int OC, int accumulate) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, accumulate ? 1.0f : 0.0f,
-                out, OC);
+    gemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, accumulate ? 1.0f : 0.0f, out, OC);
 }
 
 void matmul_forward_naive(float *out, const float *inp, const float *weight, int N, int C, int OC, int accumulate) {
@@ -53,9 +97,8 @@ void matmul_forward_naive(float *out, const float *inp, const float *weight, int
 
 void matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
                      int C, int OC) {
-    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-    if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dinp) gemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
 }
 
 void matmul_backward_naive(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
@@ -223,6 +266,10 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        int KVH, int HS) {
     int QC = NH * HS, KC = KVH * HS, rep = NH / KVH;
     float scale = 1.0f / sqrtf((float)HS);
+    if (g_threads == 0) kernels_set_threads(0);
+#ifdef RLHF_OPENMP
+#pragma omp parallel for collapse(2) schedule(dynamic)
+#endif
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             int g = h / rep;
@@ -272,9 +319,13 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch, const f
                         const float *q, const float *k, const float *v, int B, int T, int NH, int KVH, int HS) {
     int QC = NH * HS, KC = KVH * HS, rep = NH / KVH;
     float scale = 1.0f / sqrtf((float)HS);
+    if (g_threads == 0) kernels_set_threads(0);
+#ifdef RLHF_OPENMP
+#pragma omp parallel for collapse(2) schedule(dynamic)
+#endif
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            int g = h / rep;
+        for (int g = 0; g < KVH; g++)
+        for (int h = g * rep; h < (g + 1) * rep; h++) {
             const float *qb = q + (size_t)b * T * QC + (size_t)h * HS;
             const float *kb = k + (size_t)b * T * KC + (size_t)g * HS;
             const float *vb = v + (size_t)b * T * KC + (size_t)g * HS;

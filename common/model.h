@@ -69,7 +69,7 @@ typedef struct {
 
 typedef struct {
     model_config_t cfg;
-    size_t sizes[MP_COUNT];  // floats per tensor (all layers)
+    size_t sizes[MP_COUNT];  // floats per tensor, all layers together
     size_t offsets[MP_COUNT];
     size_t n_params;         // floats in the blob
     float *params_mem;       // owned, 64-byte aligned
@@ -105,8 +105,9 @@ void model_point_params(const model_t *m, float *blob, model_params_t *views);
 /* HF name and shape of tensor k, layer l (ignored for non-layer tensors).
  * Returns number of dims (1 or 2), 0 if the tensor is absent (size 0). */
 int model_tensor_info(const model_t *m, int k, int l, char *name, size_t namelen, int64_t shape[2]);
-/* Offset (floats) and length of tensor k, layer l inside the blob. */
+/* Offset (floats) of tensor k, layer l inside the blob. */
 size_t model_tensor_offset(const model_t *m, int k, int l);
+/* Floats in ONE layer's slice of tensor k (all of it for non-layer tensors). */
 size_t model_tensor_numel(const model_t *m, int k);
 /* Is tensor k one per layer? */
 int model_tensor_per_layer(int k);
@@ -129,7 +130,7 @@ size_t model_acts_bytes(const model_acts_t *a);
  * Results, borrowed, valid until the next forward:
  *   logprobs (B,T)  log p(targets) under softmax(logits/temperature); 0 where skipped
  *   entropy  (B,T)  entropy of that distribution; 0 where skipped
- *   values   (B,T)  scalar head output at every position (NULL without head)
+ *   values   (B,T)  scalar head output at every position (all zero without head)
  */
 void model_forward(model_t *m, model_acts_t *a, const int *tokens, const int *targets, int B, int T,
                    float temperature);

@@ -39,6 +39,8 @@ typedef struct {
 
 typedef struct safetensors safetensors_t; /* opaque: file bytes + parsed table */
 
+/* Read and validate the file at path. Caller owns *out (safetensors_destroy);
+ * on error *out is NULL. */
 rlhf_err_t safetensors_open(safetensors_t **out, const char *path, char *err, size_t errlen);
 /* Parse from a caller buffer (copied). Same validation as open. */
 rlhf_err_t safetensors_parse(safetensors_t **out, const void *buf, size_t len, char *err, size_t errlen);
@@ -47,6 +49,7 @@ void safetensors_destroy(safetensors_t **st);
 const char *safetensors_label(const safetensors_t *st);
 
 int safetensors_count(const safetensors_t *st);
+/* Tensor i in header order, 0 <= i < count (NULL otherwise). Borrowed. */
 const st_tensor_t *safetensors_tensor(const safetensors_t *st, int i);
 /* NULL when absent. */
 const st_tensor_t *safetensors_find(const safetensors_t *st, const char *name);
