@@ -186,6 +186,13 @@ int model_tensor_per_layer(int k) {
            k == MP_W1 || k == MP_W3 || k == MP_W2;
 }
 
+void model_decay_mask(const model_t *m, uint8_t *mask) {
+    for (int k = 0; k < MP_COUNT; k++) {
+        int is_norm = k == MP_ATTN_NORM || k == MP_FFN_NORM || k == MP_NORM;
+        memset(mask + m->offsets[k], is_norm ? 0 : 1, m->sizes[k]);
+    }
+}
+
 size_t model_tensor_numel(const model_t *m, int k) {
     return model_tensor_per_layer(k) ? m->sizes[k] / (size_t)m->cfg.n_layers : m->sizes[k];
 }

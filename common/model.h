@@ -109,6 +109,9 @@ int model_tensor_info(const model_t *m, int k, int l, char *name, size_t namelen
 size_t model_tensor_offset(const model_t *m, int k, int l);
 /* Floats in ONE layer's slice of tensor k (all of it for non-layer tensors). */
 size_t model_tensor_numel(const model_t *m, int k);
+/* Weight-decay mask over the blob (n_params bytes): 1 for matrices, 0 for
+ * norm gains (the GPT/Llama convention). */
+void model_decay_mask(const model_t *m, uint8_t *mask);
 /* Is tensor k one per layer? */
 int model_tensor_per_layer(int k);
 
