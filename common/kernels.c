@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -39,6 +40,16 @@ void kernels_set_threads(int n) {
 #endif
 }
 
+void kernels_init_process(char **argv) {
+#ifdef RLHF_OPENMP
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    setenv("GOMP_SPINCOUNT", RLHF_SPINCOUNT, 1);
+    execv("/proc/self/exe", argv); /* returns only on failure: run as we are */
+#else
+    (void)argv;
+#endif
+}
+
 int kernels_get_threads(void) { return g_threads > 0 ? g_threads : (int)sysconf(_SC_NPROCESSORS_ONLN); }
 
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C, split over threads along
@@ -47,6 +58,27 @@ static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *
                  float beta, float *C, int ldc) {
     if (g_threads == 0) kernels_set_threads(0);
     enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if (M == 1 && !ta && tb) {
+        /* one row against a weight matrix (batch-1 decode): a gemv streams
+         * the weights once, where sgemm would first copy them into panels */
+#ifdef RLHF_OPENMP
+        int nt = g_threads;
+        if (nt > 1 && (double)N * K >= 1.0e5 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(nt)
+            {
+                int t = omp_get_thread_num(), n = omp_get_num_threads();
+                int chunk = ((N + n - 1) / n + 15) / 16 * 16;
+                int lo = t * chunk, hi = lo + chunk > N ? N : lo + chunk;
+                if (lo < hi)
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, K, alpha, B + (size_t)lo * ldb, ldb, A, 1, beta,
+                                C + lo, 1);
+            }
+            return;
+        }
+#endif
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
+        return;
+    }
 #ifdef RLHF_OPENMP
     int nt = g_threads;
     double work = (double)M * N * K;

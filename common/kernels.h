@@ -74,6 +74,17 @@ void logprob_forward(float *logprobs, float *entropy, float *lse, const float *l
 void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentropy, const float *logits,
                       const float *lse, const float *entropy, const int *targets, int N, int V, float inv_temp);
 
+/*
+ * Call first in main(). OpenMP workers that spin-wait between regions are
+ * fast on an idle machine and collapse when another process wants the same
+ * cores (an actor beside a learner on one laptop). libgomp reads its wait
+ * policy only at start-up, so unless the user set OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT this sets a short spin (GOMP_SPINCOUNT=RLHF_SPINCOUNT)
+ * and re-executes the program once. Returns only if no re-exec happened.
+ */
+#define RLHF_SPINCOUNT "1000"
+void kernels_init_process(char **argv);
+
 /* Threads used by kernels and BLAS (0 = all cores). */
 void kernels_set_threads(int n);
 int kernels_get_threads(void);
