@@ -220,15 +220,6 @@ def measure_gen(model, B, prompt_len, new_tokens):
 
 # ---- the C side ----
 
-def flatten(obj, prefix=""):
-    out = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(flatten(v, prefix + str(k) + "."))
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        out[prefix[:-1]] = float(obj)
-    return out
-
 
 def last_json_object(text):
     """The last top-level {...} in text that parses as JSON."""
@@ -243,44 +234,30 @@ def last_json_object(text):
         return None
 
 
-# Where the C figures are in `rlhf bench model --json`: the exact top-level
-# keys first (the names this script prints too), then looser patterns over the
-# flattened, lower-cased keys ("gen.b32.tokens_per_s" and the like).
+# The figures of `rlhf bench model --json` this script compares against.
+GEN_NEW = 128  # new tokens per sequence in the generation timings (both sides)
+
 C_KEYS = {
-    "train_tokens_per_s": [r"^train_tokens_per_s$", r"train.*tok.*(/s|per_s|_s$|ps)", r"train.*tok"],
-    "gen_b32_tokens_per_s": [r"^gen_b32_tokens_per_s$", r"(gen|decode).*(b|batch)_?32\b.*tok",
-                             r"(gen|decode).*32.*tok", r"(b|batch)_?32.*(gen|decode).*tok", r"(gen|decode).*32"],
-    "gen_b1_tokens_per_s": [r"^gen_b1_tokens_per_s$", r"(gen|decode).*(b|batch)_?1([^0-9]|$).*tok",
-                            r"(gen|decode).*[^0-9]1[^0-9].*tok", r"(b|batch)_?1([^0-9]|$).*(gen|decode).*tok",
-                            r"(gen|decode).*(b|batch)_?1([^0-9]|$)"],
+    "train_tokens_per_s": "train_tokens_per_s",
+    "gen_b32_tokens_per_s": "gen_tokens_per_s_batch32",
+    "gen_b1_tokens_per_s": "gen_tokens_per_s_batch1",
 }
-
-
-def pick(flat, patterns):
-    for pat in patterns:
-        for k in sorted(flat):
-            if re.search(pat, k.lower()):
-                return k, flat[k]
-    return None, None
 
 
 def run_c(path, threads, quick):
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         print("C binary %s not found: PyTorch figures only" % path)
         return None
-    cmd = [path, "bench", "model", "--preset", "base", "--json", "--threads", str(threads)]
+    cmd = [path, "bench", "model", "--preset", "base", "--json", "--threads", str(threads),
+           "--gen-tokens", str(16 if quick else GEN_NEW)]
     if quick:
-        cmd.append("--quick")
+        cmd += ["--batch", "2", "--seq", "64", "--steps", "1"]
     print("running: " + " ".join(cmd), flush=True)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     except subprocess.TimeoutExpired:
         print("C benchmark timed out")
         return None
-    if r.returncode != 0 and quick:  # an rlhf without --quick: retry with the full run
-        cmd.pop()
-        print("retrying without --quick: " + " ".join(cmd), flush=True)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
         print("C benchmark failed (exit %d): %s" % (r.returncode, (r.stderr or r.stdout).strip()[-500:]))
         return None
@@ -288,14 +265,12 @@ def run_c(path, threads, quick):
     if obj is None:
         print("C benchmark printed no JSON object:\n" + r.stdout[-1000:])
         return None
-    flat = flatten(obj)
     found = {}
-    for name, pats in C_KEYS.items():
-        key, val = pick(flat, pats)
-        found[name] = val
+    for name, key in C_KEYS.items():
+        found[name] = obj.get(key)
         found[name + "_key"] = key
     if any(found[n] is None for n in C_KEYS):
-        print("note: could not find every figure in the C JSON; keys were: " + ", ".join(sorted(flat)))
+        print("note: the C JSON lacks some figures; keys were: " + ", ".join(sorted(obj)))
     found["raw"] = obj
     return found
 
@@ -305,7 +280,8 @@ def main():
     quick = a.quick
     steps = a.steps if a.steps is not None else (1 if quick else 3)
     B, T = (2, 64) if quick else (16, 256)
-    gen_prompt, gen_new_b1, gen_new_b32 = (8, 16, 8) if quick else (16, 128, 64)
+    gen_prompt = 16  # same prompt length and new tokens as `rlhf bench model`
+    gen_new_b1 = gen_new_b32 = 16 if quick else GEN_NEW
     peak_n = 1024 if quick else 2048
 
     torch.manual_seed(0)

@@ -5,6 +5,8 @@
  * train_mfu = tokens/s * (6*N + 12*L*T*C) / sgemm FLOP/s, with N the
  * non-embedding parameter count (the LM head counts, the embedding lookup
  * does not). gen_mfu_batch32 = tokens/s * (2*N + 4*L*C*avg_pos) / sgemm.
+ * Batch-1 decoding is bound by memory, not FLOPs: it is compared with the
+ * read bandwidth measured in the same run (all parameters once per token).
  */
 #include <cblas.h>
 #include <getopt.h>
@@ -47,9 +49,34 @@ static double sgemm_peak_gflops(int threads) {
     return best;
 }
 
+/* Memory read bandwidth (GB/s) with the kernels' threads: the ceiling of
+ * batch-1 decoding, which must stream every weight once per token. */
+static double mem_read_gbps(void) {
+    size_t n = (size_t)64 << 20; /* 256 MiB, well past the last-level cache */
+    float *buf = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    double best = 0;
+    volatile float sink = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        double t0 = cli_now();
+        float total = 0;
+#ifdef RLHF_OPENMP
+#pragma omp parallel for simd reduction(+ : total) schedule(static)
+#endif
+        for (size_t i = 0; i < n; i++) total += buf[i];
+        double dt = cli_now() - t0;
+        sink += total;
+        double g = (double)n * sizeof(float) / dt / 1e9;
+        best = g > best ? g : best;
+    }
+    (void)sink;
+    free(buf);
+    return best;
+}
+
 static void bench_usage(FILE *f) {
     fprintf(f, "usage: rlhf bench model [--preset P] [--threads N] [--batch B] [--seq T] [--steps S]\n"
-               "                        [--gen-tokens G] [--json]\n");
+               "                        [--gen-tokens G] [--no-train] [--json]\n");
 }
 
 typedef struct {
@@ -85,11 +112,12 @@ static gen_result_t bench_gen(model_t *m, int batch, int prompt_len, int new_tok
 
 static int bench_model(int argc, char **argv) {
     const char *preset = "base";
-    int threads = 2, B = 16, T = 0, steps = 3, gen_tokens = 128, json = 0;
+    int threads = 2, B = 16, T = 0, steps = 3, gen_tokens = 128, json = 0, no_train = 0;
     static struct option opts[] = {{"preset", required_argument, 0, 'p'}, {"threads", required_argument, 0, 't'},
                                    {"batch", required_argument, 0, 'b'},  {"seq", required_argument, 0, 's'},
                                    {"steps", required_argument, 0, 'n'},  {"gen-tokens", required_argument, 0, 'g'},
                                    {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+                                   {"no-train", no_argument, 0, 'N'},
                                    {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -102,6 +130,7 @@ static int bench_model(int argc, char **argv) {
         case 'n': steps = atoi(optarg); break;
         case 'g': gen_tokens = atoi(optarg); break;
         case 'j': json = 1; break;
+        case 'N': no_train = 1; break;
         case 'h': bench_usage(stdout); return 0;
         default: bench_usage(stderr); return 2;
         }
@@ -118,12 +147,16 @@ static int bench_model(int argc, char **argv) {
     }
     model_set_threads(threads);
     double peak = sgemm_peak_gflops(threads);
+    double membw = mem_read_gbps();
     model_t *m = model_new(&cfg);
     model_init_weights(m, 1);
     size_t nonemb = model_config_n_params_nonemb(&cfg);
     double C = cfg.dim, L = cfg.n_layers;
 
     /* training: forward + backward + AdamW on (B, T) */
+    double train_tps = 0, train_mfu = 0, best = 0, fwd_best = 0;
+    size_t state_bytes = 4 * m->n_params * sizeof(float);
+    if (!no_train) {
     model_alloc_grads(m);
     model_acts_t *a = model_acts_new(&cfg, B, T);
     adamw_config_t oc;
@@ -133,7 +166,7 @@ static int bench_model(int argc, char **argv) {
     rng_t r;
     rng_init(&r, 1);
     for (int i = 0; i < B * T; i++) tok[i] = (int)rng_below(&r, 256), tgt[i] = (int)rng_below(&r, 256);
-    double best = 1e30, fwd_best = 1e30;
+    best = 1e30, fwd_best = 1e30;
     for (int s = 0; s < steps + 1; s++) {
         double t0 = cli_now();
         model_zero_grads(m);
@@ -152,15 +185,16 @@ static int bench_model(int argc, char **argv) {
         if (!json) fprintf(stderr, "\rtrain step %d/%d: %.3f s", s, steps, dt);
     }
     if (!json) fprintf(stderr, "\n");
-    double train_tps = (double)B * T / best;
+    train_tps = (double)B * T / best;
     double flops_tok = 6.0 * (double)nonemb + 12.0 * L * T * C;
-    double train_mfu = train_tps * flops_tok / (peak * 1e9);
-    size_t state_bytes = model_acts_bytes(a) + 4 * m->n_params * sizeof(float);
+    train_mfu = train_tps * flops_tok / (peak * 1e9);
+    state_bytes += model_acts_bytes(a);
     model_acts_destroy(&a);
     adamw_destroy(&opt);
     free(tok), free(tgt);
     free(m->grads_mem);
     m->grads_mem = NULL;
+    }
 
     /* generation: 16-token prompt, gen_tokens new tokens */
     int plen = 16;
@@ -171,22 +205,26 @@ static int bench_model(int argc, char **argv) {
     double gen_flops_tok = 2.0 * (double)nonemb + 4.0 * L * C * avg_pos;
     double gen_mfu32 = g32.tokens_per_s * gen_flops_tok / (peak * 1e9);
     double rss = cli_peak_rss_mb();
+    /* batch-1 ceiling: every parameter read once per token */
+    double b1_ceiling = membw * 1e9 / ((double)m->n_params * sizeof(float));
     double budget_mb = (double)state_bytes / 1048576.0;
 
     if (json) {
         printf("{\"preset\":\"%s\",\"threads\":%d,\"params\":%zu,\"batch\":%d,\"seq\":%d,"
                "\"sgemm_gflops\":%.1f,\"train_tokens_per_s\":%.1f,\"train_step_s\":%.4f,"
                "\"train_forward_s\":%.4f,\"train_mfu\":%.3f,"
-               "\"gen_tokens_per_s_batch1\":%.1f,\"gen_tokens_per_s_batch32\":%.1f,\"gen_mfu_batch32\":%.3f,"
+               "\"mem_read_gb_per_s\":%.1f,\"gen_tokens_per_s_batch1\":%.1f,\"gen_batch1_vs_membw\":%.3f,"
+               "\"gen_tokens_per_s_batch32\":%.1f,\"gen_mfu_batch32\":%.3f,"
                "\"peak_rss_mb\":%.1f,\"state_mb\":%.1f,\"rss_over_state\":%.2f}\n",
-               preset, threads, m->n_params, B, T, peak, train_tps, best, fwd_best, train_mfu, g1.tokens_per_s,
-               g32.tokens_per_s, gen_mfu32, rss, budget_mb, rss / budget_mb);
+               preset, threads, m->n_params, B, T, peak, train_tps, best, fwd_best, train_mfu, membw, g1.tokens_per_s,
+               g1.tokens_per_s / b1_ceiling, g32.tokens_per_s, gen_mfu32, rss, budget_mb, rss / budget_mb);
     } else {
         printf("preset %s, %zu params, %d threads\n", preset, m->n_params, threads);
         printf("sgemm peak            %8.1f GFLOP/s\n", peak);
         printf("train (B=%d, T=%d)    %8.1f tokens/s  step %.3f s (forward %.3f s)  MFU %.3f\n", B, T, train_tps,
                best, fwd_best, train_mfu);
-        printf("generate batch 1      %8.1f tokens/s\n", g1.tokens_per_s);
+        printf("generate batch 1      %8.1f tokens/s  (memory %.1f GB/s allows %.0f: ratio %.2f)\n", g1.tokens_per_s,
+               membw, b1_ceiling, g1.tokens_per_s / b1_ceiling);
         printf("generate batch 32     %8.1f tokens/s  MFU %.3f\n", g32.tokens_per_s, gen_mfu32);
         printf("peak RSS              %8.1f MiB (params+grads+adam+acts %.1f MiB, ratio %.2f)\n", rss, budget_mb,
                rss / budget_mb);

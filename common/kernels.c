@@ -6,6 +6,7 @@
  * OpenMP regions never call BLAS, so the two thread pools take turns.
  */
 #include "common/kernels.h"
+#include "common/vmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -16,9 +17,15 @@
 #ifdef RLHF_OPENMP
 #include <omp.h>
 #define OMP_FOR _Pragma("omp parallel for schedule(static)")
+#define OMP_FOR_SIMD _Pragma("omp parallel for simd schedule(static)")
 #else
 #define OMP_FOR
+#define OMP_FOR_SIMD _Pragma("omp simd")
 #endif
+/* Reductions: let the compiler reassociate so the loop vectorises. */
+#define SIMD_SUM(var) _Pragma(RLHF__STR(omp simd reduction(+ : var)))
+#define SIMD_MAX(var) _Pragma(RLHF__STR(omp simd reduction(max : var)))
+#define RLHF__STR(x) #x
 
 static int g_threads = 0; /* set once at start-up by kernels_set_threads */
 
@@ -177,6 +184,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
         const float *x = inp + (size_t)i * C;
         float *o = out + (size_t)i * C;
         float ss = 0.0f;
+        SIMD_SUM(ss)
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
         float r = 1.0f / sqrtf(ss / (float)C + eps);
         for (int c = 0; c < C; c++) o[c] = x[c] * r * weight[c];
@@ -193,6 +201,7 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
         float *dx = dinp + (size_t)i * C;
         float r = rstd[i];
         float dot = 0.0f;
+        SIMD_SUM(dot)
         for (int c = 0; c < C; c++) dot += g[c] * weight[c] * x[c] * r;
         dot /= (float)C;
         for (int c = 0; c < C; c++) {
@@ -256,18 +265,18 @@ void rope_backward(float *dx, const float *cosv, const float *sinv, const int *p
 /* ---- swiglu ---- */
 
 void swiglu_forward(float *out, const float *h1, const float *h3, size_t N) {
-    OMP_FOR
+    OMP_FOR_SIMD
     for (size_t i = 0; i < N; i++) {
         float a = h1[i];
-        out[i] = a / (1.0f + expf(-a)) * h3[i];
+        out[i] = a / (1.0f + vexpf(-a)) * h3[i];
     }
 }
 
 void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, size_t N) {
-    OMP_FOR
+    OMP_FOR_SIMD
     for (size_t i = 0; i < N; i++) {
         float a = h1[i];
-        float s = 1.0f / (1.0f + expf(-a));
+        float s = 1.0f / (1.0f + vexpf(-a));
         float silu = a * s;
         dh1[i] += dout[i] * h3[i] * s * (1.0f + a * (1.0f - s));
         dh3[i] += dout[i] * silu;
@@ -281,10 +290,12 @@ static void causal_softmax_rows(float *s, int T) {
     for (int t = 0; t < T; t++) {
         float *row = s + (size_t)t * T;
         float mx = row[0];
+        SIMD_MAX(mx)
         for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
         float sum = 0.0f;
+        SIMD_SUM(sum)
         for (int j = 0; j <= t; j++) {
-            float e = expf(row[j] - mx);
+            float e = vexpf(row[j] - mx);
             row[j] = e;
             sum += e;
         }
@@ -375,6 +386,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch, const f
                 const float *pr = p + (size_t)t * T;
                 float *dr = dp + (size_t)t * T;
                 float dot = 0.0f;
+                SIMD_SUM(dot)
                 for (int j = 0; j <= t; j++) dot += pr[j] * dr[j];
                 for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
                 for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
@@ -430,11 +442,13 @@ void logprob_forward(float *logprobs, float *entropy, float *lse, const float *l
     for (int i = 0; i < N; i++) {
         const float *z = logits + (size_t)i * V;
         float mx = z[0] * inv_temp;
+        SIMD_MAX(mx)
         for (int j = 1; j < V; j++) mx = z[j] * inv_temp > mx ? z[j] * inv_temp : mx;
         float sum = 0.0f, wsum = 0.0f;
+        _Pragma("omp simd reduction(+ : sum, wsum)")
         for (int j = 0; j < V; j++) {
             float zz = z[j] * inv_temp - mx;
-            float e = expf(zz);
+            float e = vexpf(zz);
             sum += e;
             wsum += e * zz;
         }
@@ -464,9 +478,10 @@ void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentr
         const float *z = logits + (size_t)i * V;
         float *dz = dlogits + (size_t)i * V;
         float l = lse[i], H = entropy[i];
+        _Pragma("omp simd")
         for (int j = 0; j < V; j++) {
             float logp = z[j] * inv_temp - l;
-            float p = expf(logp);
+            float p = vexpf(logp);
             /* d logp_t/dz_j = delta - p_j ; dH/dz_j = -p_j (logp_j + H) */
             float g = -dl * p - de * p * (logp + H);
             dz[j] += g * inv_temp;

@@ -12,6 +12,7 @@
 
 #include "common/kernels.h"
 #include "common/rng.h"
+#include "common/vmath.h"
 
 static void *xalloc(size_t nfloats) {
     size_t bytes = nfloats * sizeof(float);
@@ -468,7 +469,7 @@ float model_sft_step(model_t *m, model_acts_t *a, const int *tokens, const int *
 
 struct kvcache {
     int B, T;
-    float *k, *v;       // (L, B, T, KC)
+    float *k, *v;       // (L, B, KVH, T, HS): one head's history is contiguous
     float *cosv, *sinv; // (T, HS/2)
     /* step scratch for up to B*T rows is too much; sized lazily */
     int cap_rows;
@@ -548,9 +549,11 @@ void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, c
         rope_forward(kv->q, kv->cosv, kv->sinv, pos, N, NH, HS);
         rope_forward(kv->kk, kv->cosv, kv->sinv, pos, N, KVH, HS);
         for (int i = 0; i < N; i++) {
-            size_t off = ((size_t)slot[i] * T + pos[i]) * KC;
-            memcpy(kc + off, kv->kk + (size_t)i * KC, sizeof(float) * KC);
-            memcpy(vc + off, kv->vv + (size_t)i * KC, sizeof(float) * KC);
+            for (int gh = 0; gh < KVH; gh++) {
+                size_t off = (((size_t)slot[i] * KVH + gh) * T + pos[i]) * HS;
+                memcpy(kc + off, kv->kk + (size_t)i * KC + (size_t)gh * HS, sizeof(float) * HS);
+                memcpy(vc + off, kv->vv + (size_t)i * KC + (size_t)gh * HS, sizeof(float) * HS);
+            }
         }
 #ifdef RLHF_OPENMP
 #pragma omp parallel for collapse(2) schedule(static)
@@ -559,21 +562,23 @@ void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, c
             for (int h = 0; h < NH; h++) {
                 int gh = h / rep, P = pos[i];
                 const float *qi = kv->q + (size_t)i * QC + (size_t)h * HS;
-                const float *kb = kc + (size_t)slot[i] * T * KC + (size_t)gh * HS;
-                const float *vb = vc + (size_t)slot[i] * T * KC + (size_t)gh * HS;
+                const float *kb = kc + ((size_t)slot[i] * KVH + gh) * T * HS;
+                const float *vb = vc + ((size_t)slot[i] * KVH + gh) * T * HS;
                 float *s = kv->att + ((size_t)i * NH + h) * T;
                 float mx = -INFINITY;
                 for (int t = 0; t <= P; t++) {
-                    const float *kt = kb + (size_t)t * KC;
+                    const float *kt = kb + (size_t)t * HS;
                     float d = 0.0f;
+                    _Pragma("omp simd reduction(+ : d)")
                     for (int e = 0; e < HS; e++) d += qi[e] * kt[e];
                     d *= scale;
                     s[t] = d;
                     mx = d > mx ? d : mx;
                 }
                 float sum = 0.0f;
+                _Pragma("omp simd reduction(+ : sum)")
                 for (int t = 0; t <= P; t++) {
-                    s[t] = expf(s[t] - mx);
+                    s[t] = vexpf(s[t] - mx);
                     sum += s[t];
                 }
                 float inv = 1.0f / sum;
@@ -581,7 +586,8 @@ void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, c
                 for (int e = 0; e < HS; e++) o[e] = 0.0f;
                 for (int t = 0; t <= P; t++) {
                     float p = s[t] * inv;
-                    const float *vt = vb + (size_t)t * KC;
+                    const float *vt = vb + (size_t)t * HS;
+                    _Pragma("omp simd")
                     for (int e = 0; e < HS; e++) o[e] += p * vt[e];
                 }
             }
