@@ -63,7 +63,10 @@ static void test_matmul_naive_parity(void **state) {
     (void)state;
     rng_t r;
     rng_init(&r, 1);
-    int shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {3, 64, 264}, {129, 31, 7}};
+    /* N x C x OC; rows 2..48 with C % 8 == 0 take the small-M decode kernel */
+    int shapes[][3] = {{1, 1, 1},   {7, 13, 5},    {33, 17, 65}, {3, 64, 264}, {129, 31, 7},
+                       {2, 8, 3},   {5, 16, 7},    {32, 384, 1030}, {47, 64, 9}, {1, 384, 264},
+                       {48, 40, 13}, {49, 40, 13}};
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
         float *inp = tu_randn(&r, (size_t)N * C, 1), *w = tu_randn(&r, (size_t)OC * C, 1);
@@ -72,6 +75,10 @@ static void test_matmul_naive_parity(void **state) {
         matmul_forward(o1, inp, w, N, C, OC, 1);
         matmul_forward_naive(o2, inp, w, N, C, OC, 1);
         double d = tu_maxabs(o1, o2, (size_t)N * OC);
+        matmul_forward(o1, inp, w, N, C, OC, 0); /* overwrite, not accumulate */
+        matmul_forward_naive(o2, inp, w, N, C, OC, 0);
+        double d0 = tu_maxabs(o1, o2, (size_t)N * OC);
+        d = d0 > d ? d0 : d;
         float *dout = tu_randn(&r, (size_t)N * OC, 1);
         float *di1 = tu_zeros((size_t)N * C), *di2 = tu_zeros((size_t)N * C);
         float *dw1 = tu_zeros((size_t)OC * C), *dw2 = tu_zeros((size_t)OC * C);
