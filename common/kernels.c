@@ -59,86 +59,6 @@ void kernels_init_process(char **argv) {
 
 int kernels_get_threads(void) { return g_threads > 0 ? g_threads : (int)sysconf(_SC_NPROCESSORS_ONLN); }
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define RLHF_SMALLM 1
-#define RLHF_SMALLM_MAX 48 /* rows up to which decode skips sgemm */
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/*
- * Few rows against a weight matrix, the decode step of a batch:
- * out (M, [lo,hi)) (+)= inp (M, K) @ W[lo:hi]^T, W (N, K) row-major.
- * OpenBLAS would first copy every weight into panels, which costs as much
- * as the product when M is small; here each block of 4 weight rows is read
- * once from memory and reused from L1 for all M rows (3 at a time: 12
- * accumulators). K % 8 == 0.
- */
-static void smallm_rows(float *out, int ldo, const float *inp, int ldi, const float *W, int ldw, int M, int K,
-                        int lo, int hi, float beta) {
-    int o = lo;
-    for (; o + 4 <= hi; o += 4) {
-        const float *w0 = W + (size_t)o * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-        int m = 0;
-        for (; m + 3 <= M; m += 3) {
-            const float *x0 = inp + (size_t)m * ldi, *x1 = x0 + ldi, *x2 = x1 + ldi;
-            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00,
-                   a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-            for (int k = 0; k < K; k += 8) {
-                __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k), v2 = _mm256_loadu_ps(w2 + k),
-                       v3 = _mm256_loadu_ps(w3 + k);
-                __m256 y = _mm256_loadu_ps(x0 + k);
-                a00 = _mm256_fmadd_ps(y, v0, a00), a01 = _mm256_fmadd_ps(y, v1, a01);
-                a02 = _mm256_fmadd_ps(y, v2, a02), a03 = _mm256_fmadd_ps(y, v3, a03);
-                y = _mm256_loadu_ps(x1 + k);
-                a10 = _mm256_fmadd_ps(y, v0, a10), a11 = _mm256_fmadd_ps(y, v1, a11);
-                a12 = _mm256_fmadd_ps(y, v2, a12), a13 = _mm256_fmadd_ps(y, v3, a13);
-                y = _mm256_loadu_ps(x2 + k);
-                a20 = _mm256_fmadd_ps(y, v0, a20), a21 = _mm256_fmadd_ps(y, v1, a21);
-                a22 = _mm256_fmadd_ps(y, v2, a22), a23 = _mm256_fmadd_ps(y, v3, a23);
-            }
-            float *r0 = out + (size_t)m * ldo + o, *r1 = r0 + ldo, *r2 = r1 + ldo;
-            float v[12] = {hsum8(a00), hsum8(a01), hsum8(a02), hsum8(a03), hsum8(a10), hsum8(a11),
-                           hsum8(a12), hsum8(a13), hsum8(a20), hsum8(a21), hsum8(a22), hsum8(a23)};
-            for (int i = 0; i < 4; i++) {
-                r0[i] = v[i] + (beta != 0.0f ? beta * r0[i] : 0.0f);
-                r1[i] = v[4 + i] + (beta != 0.0f ? beta * r1[i] : 0.0f);
-                r2[i] = v[8 + i] + (beta != 0.0f ? beta * r2[i] : 0.0f);
-            }
-        }
-        for (; m < M; m++) {
-            const float *x0 = inp + (size_t)m * ldi;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int k = 0; k < K; k += 8) {
-                __m256 y = _mm256_loadu_ps(x0 + k);
-                a0 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w0 + k), a0);
-                a1 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w1 + k), a1);
-                a2 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w2 + k), a2);
-                a3 = _mm256_fmadd_ps(y, _mm256_loadu_ps(w3 + k), a3);
-            }
-            float *r = out + (size_t)m * ldo + o;
-            float v[4] = {hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)};
-            for (int i = 0; i < 4; i++) r[i] = v[i] + (beta != 0.0f ? beta * r[i] : 0.0f);
-        }
-    }
-    for (; o < hi; o++) {
-        const float *w = W + (size_t)o * ldw;
-        for (int m = 0; m < M; m++) {
-            const float *x = inp + (size_t)m * ldi;
-            __m256 a = _mm256_setzero_ps();
-            for (int k = 0; k < K; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(w + k), a);
-            float *r = out + (size_t)m * ldo + o;
-            *r = hsum8(a) + (beta != 0.0f ? beta * *r : 0.0f);
-        }
-    }
-}
-#endif
-
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C, split over threads along
  * the larger of M and N. Inside a parallel region it runs serially. */
 static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
@@ -166,25 +86,6 @@ static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *
         cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
         return;
     }
-#ifdef RLHF_SMALLM
-    if (M > 1 && M <= RLHF_SMALLM_MAX && !ta && tb && alpha == 1.0f && K % 8 == 0) {
-#ifdef RLHF_OPENMP
-        int nt = g_threads;
-        if (nt > 1 && (double)M * N * K >= 2.0e5 && !omp_in_parallel()) {
-#pragma omp parallel num_threads(nt)
-            {
-                int t = omp_get_thread_num(), n = omp_get_num_threads();
-                int chunk = ((N + n - 1) / n + 3) / 4 * 4;
-                int lo = t * chunk, hi = lo + chunk > N ? N : lo + chunk;
-                if (lo < hi) smallm_rows(C, ldc, A, lda, B, ldb, M, K, lo, hi, beta);
-            }
-            return;
-        }
-#endif
-        smallm_rows(C, ldc, A, lda, B, ldb, M, K, 0, N, beta);
-        return;
-    }
-#endif
 #ifdef RLHF_OPENMP
     int nt = g_threads;
     double work = (double)M * N * K;
