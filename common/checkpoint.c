@@ -24,6 +24,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "common/json_util.h"
+
 #include "common/safetensors.h"
 #include "common/tokenizer.h"
 
@@ -161,19 +163,6 @@ static rlhf_err_t save_config(const model_config_t *c, const char *path, char *e
     return rc;
 }
 
-static const char *json_kind(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "real";
-    case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 /* Integer key into *out. Absent: RLHF_EFORMAT if required, else *out = def. */
 static rlhf_err_t cfg_int(const json_t *root, const char *key, int required, int def, int *out, const char *L,
@@ -185,7 +174,7 @@ static rlhf_err_t cfg_int(const json_t *root, const char *key, int required, int
         return RLHF_OK;
     }
     if (!json_is_integer(v))
-        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be an integer (got %s).", L, key, json_kind(v));
+        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be an integer (got %s).", L, key, common__json_kind(v));
     json_int_t x = json_integer_value(v);
     if (x < INT_MIN || x > INT_MAX)
         return rlhf_seterr(err, errlen, RLHF_ERANGE, "%s: '%s' is out of range (%lld).", L, key, (long long)x);
@@ -203,7 +192,7 @@ static rlhf_err_t cfg_float(const json_t *root, const char *key, int required, f
         return RLHF_OK;
     }
     if (!json_is_number(v))
-        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be a number (got %s).", L, key, json_kind(v));
+        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be a number (got %s).", L, key, common__json_kind(v));
     double d = json_number_value(v);
     if (!isfinite(d) || fabs(d) > (double)3.4e38f)
         return rlhf_seterr(err, errlen, RLHF_ERANGE, "%s: '%s' (%g) does not fit a float.", L, key, d);
@@ -227,7 +216,7 @@ static rlhf_err_t cfg_bool(const json_t *root, const char *key, int def, int *ou
         *out = (int)json_integer_value(v);
         return RLHF_OK;
     }
-    return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be a boolean (got %s).", L, key, json_kind(v));
+    return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be a boolean (got %s).", L, key, common__json_kind(v));
 }
 
 /* Optional keys describing Llama features: refuse the ones we do not do. */
@@ -240,7 +229,7 @@ static rlhf_err_t cfg_features(const json_t *root, const model_config_t *c, cons
         if (!v) continue;
         if (!json_is_string(v))
             return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be a string (got %s).", L, strs[i].key,
-                               json_kind(v));
+                               common__json_kind(v));
         if (strcmp(json_string_value(v), strs[i].want) != 0)
             return rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED, "%s: '%s' is \"%.40s\"; only \"%s\" is supported.", L,
                                strs[i].key, json_string_value(v), strs[i].want);
@@ -319,7 +308,7 @@ rlhf_err_t checkpoint_load_config(const char *dir, model_config_t *cfg, char *er
     model_config_t c;
     memset(&c, 0, sizeof c);
     if (!json_is_object(root)) {
-        rc = rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: must be a JSON object (got %s).", L, json_kind(root));
+        rc = rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: must be a JSON object (got %s).", L, common__json_kind(root));
         goto done;
     }
     if ((rc = cfg_int(root, "hidden_size", 1, 0, &c.dim, L, err, errlen)) != RLHF_OK) goto done;

@@ -24,6 +24,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "common/json_util.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
 #endif
@@ -89,19 +91,6 @@ static int tensor_bytes(int ndim, const int64_t *shape, size_t esize, size_t *ou
     return 0;
 }
 
-static const char *json_kind(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "real";
-    case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 /* ---- reading ---- */
 
@@ -157,13 +146,13 @@ static rlhf_err_t parse_entry(const safetensors_t *st, const char *name, json_t 
     memcpy(t->name, name, nlen + 1);
     if (!json_is_object(v))
         return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: tensor '%s' must be a JSON object (got %s).", L, name,
-                           json_kind(v));
+                           common__json_kind(v));
 
     json_t *jd = json_object_get(v, "dtype");
     if (!jd) return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: tensor '%s' has no 'dtype'.", L, name);
     if (!json_is_string(jd))
         return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: tensor '%s' field 'dtype' must be a string (got %s).", L,
-                           name, json_kind(jd));
+                           name, common__json_kind(jd));
     if (st_dtype_parse(json_string_value(jd), &t->dtype) != RLHF_OK)
         return rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED,
                            "%s: tensor '%s' has dtype '%.32s', which is not one of F32 F16 BF16 I64 I32 U8 F64.", L,
@@ -173,7 +162,7 @@ static rlhf_err_t parse_entry(const safetensors_t *st, const char *name, json_t 
     if (!js) return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: tensor '%s' has no 'shape'.", L, name);
     if (!json_is_array(js))
         return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: tensor '%s' field 'shape' must be an array (got %s).", L,
-                           name, json_kind(js));
+                           name, common__json_kind(js));
     size_t nd = json_array_size(js);
     if (nd > ST_MAX_DIMS)
         return rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED, "%s: tensor '%s' has %zu dimensions (at most %d supported).",
@@ -183,7 +172,7 @@ static rlhf_err_t parse_entry(const safetensors_t *st, const char *name, json_t 
         json_t *e = json_array_get(js, i);
         if (!json_is_integer(e))
             return rlhf_seterr(err, errlen, RLHF_EFORMAT,
-                               "%s: tensor '%s' shape[%zu] must be an integer (got %s).", L, name, i, json_kind(e));
+                               "%s: tensor '%s' shape[%zu] must be an integer (got %s).", L, name, i, common__json_kind(e));
         json_int_t d = json_integer_value(e);
         if (d < 0)
             return rlhf_seterr(err, errlen, RLHF_ERANGE, "%s: tensor '%s' shape[%zu] is negative (%lld).", L, name, i,
@@ -248,7 +237,7 @@ static rlhf_err_t st_index(safetensors_t *st, char *err, size_t errlen) {
                            je.position);
     if (!json_is_object(st->header))
         return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: header must be a JSON object (got %s).", L,
-                           json_kind(st->header));
+                           common__json_kind(st->header));
 
     size_t nt = json_object_size(st->header);
     st->meta = json_object_get(st->header, "__metadata__");
@@ -256,14 +245,14 @@ static rlhf_err_t st_index(safetensors_t *st, char *err, size_t errlen) {
         nt--;
         if (!json_is_object(st->meta))
             return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '__metadata__' must be an object (got %s).", L,
-                               json_kind(st->meta));
+                               common__json_kind(st->meta));
         const char *k;
         json_t *v;
         json_object_foreach(st->meta, k, v) {
             if (!json_is_string(v))
                 return rlhf_seterr(err, errlen, RLHF_EFORMAT,
                                    "%s: __metadata__ value for '%.80s' must be a string (got %s).", L, k,
-                                   json_kind(v));
+                                   common__json_kind(v));
         }
     }
     if (nt > INT_MAX / 2) return rlhf_seterr(err, errlen, RLHF_ERANGE, "%s: too many tensors (%zu).", L, nt);
