@@ -2,12 +2,15 @@
 # packages first (as root with apt-get; otherwise prints the apt-get line).
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 PACKAGES = cmake pkg-config gcc make libzmq3-dev libmsgpack-dev libopenblas-dev \
            libuv1-dev libjansson-dev libyaml-dev libhttp-parser-dev libxxhash-dev \
-           libcmocka-dev libcairo2-dev libncurses-dev clang libclang-rt-14-dev
+           libcmocka-dev libcairo2-dev libncurses-dev clang libclang-rt-14-dev \
+           python3-zmq python3-msgpack wrk prometheus curl
 
 .PHONY: all deps build build-asan run test test-asan bench fuzz clean
 
@@ -40,8 +43,20 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 RLHF_SANITIZED=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer + ASan/UBSan on the protocol decoder for FUZZ_SECONDS, seeded with
+# one valid message of every type (written by proto_tool from the main build).
+fuzz: build
+	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DRLHF_FUZZ=ON -DRLHF_OPENMP=OFF $(CMAKE_ARGS) > /dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_decode
+	@rm -rf $(BUILD_FUZZ)/samples $(BUILD_FUZZ)/corpus && mkdir -p $(BUILD_FUZZ)/samples $(BUILD_FUZZ)/corpus
+	@./$(BUILD)/proto_tool samples $(BUILD_FUZZ)/samples && cp $(BUILD_FUZZ)/samples/*.msg $(BUILD_FUZZ)/corpus/
+	./$(BUILD_FUZZ)/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  -dict=proto/fuzz_decode.dict -artifact_prefix=$(BUILD_FUZZ)/ -print_final_stats=1 \
+	  $(BUILD_FUZZ)/corpus
+
 bench: build
 	./$(BUILD)/rlhf bench model --preset base --json
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -6,6 +6,7 @@
 #define RLHF_CLI_H
 
 int cmd_bench(int argc, char **argv);
+int bench_transport(int argc, char **argv); /* cmd_bench_transport.c */
 int cmd_sft(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
