@@ -52,7 +52,7 @@ static double sgemm_peak_gflops(int threads) {
 /* Memory read bandwidth (GB/s) with the kernels' threads: the ceiling of
  * batch-1 decoding, which must stream every weight once per token. */
 static double mem_read_gbps(void) {
-    size_t n = (size_t)64 << 20; /* 256 MiB, well past the last-level cache */
+    size_t n = (size_t)32 << 20; /* 128 MiB, four times the last-level cache */
     float *buf = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
     double best = 0;
