@@ -594,6 +594,7 @@ fail:
 /* ---- text exposition ---- */
 
 const char *metrics_format_double(char *buf, size_t len, double v) {
+    if (!buf || len == 0) return ""; /* also tells gcc -O3 + ASan that buf is not NULL */
     if (isnan(v)) {
         snprintf(buf, len, "NaN");
     } else if (isinf(v)) {
