@@ -10,6 +10,8 @@ int bench_transport(int argc, char **argv); /* cmd_bench_transport.c */
 int cmd_sft(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* Monotonic seconds. */
 double cli_now(void);

@@ -36,10 +36,12 @@ static void usage(FILE *f) {
             "usage: rlhf <command> [options]\n"
             "\n"
             "commands:\n"
+            "  run      the whole lifecycle on this machine: SFT, then learner, reward workers, actors\n"
             "  sft      supervised fine-tuning on a jsonl file or a built-in task\n"
             "  sample   generate from a checkpoint\n"
             "  eval     score a checkpoint on a built-in task's held-out split\n"
-            "  bench    benchmarks (bench model)\n"
+            "  bench    benchmarks (bench model, bench transport)\n"
+            "  plot     curves of a run folder's metrics.jsonl (PNG)\n"
             "\n"
             "`rlhf <command> --help` describes each command.\n");
 }
@@ -55,6 +57,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "sft") == 0) return cmd_sft(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "plot") == 0) return cmd_plot(argc - 1, argv + 1);
     fprintf(stderr, "rlhf: unknown command '%s' (try `rlhf --help`)\n", cmd);
     return 2;
 }
