@@ -27,13 +27,11 @@ build-asan: deps
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRLHF_SANITIZE=ON $(CMAKE_ARGS) > /dev/null
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 
-# Until the distributed pipeline (`rlhf run`) lands, the default run is the
-# SFT stage of the lifecycle on the built-in addition task.
-RUN_DIR ?= runs/sft
+# The embedded default: SFT on the built-in task, then the distributed PPO
+# pipeline (learner, reward worker, actors as processes on loopback).
+RUN_DIR ?= runs/default
 run: build
-	./$(BUILD)/rlhf sft --task add --preset small --steps 1500 --batch 64 --lr 2e-3 --eval-every 250 --out $(RUN_DIR)
-	./$(BUILD)/rlhf eval $(RUN_DIR)/final --task add
-	./$(BUILD)/rlhf sample $(RUN_DIR)/final --prompt "12+345=" -n 3 --temperature 0.5 --max-new 8
+	./$(BUILD)/rlhf run --out $(RUN_DIR)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

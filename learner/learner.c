@@ -893,6 +893,8 @@ static rlhf_err_t save_checkpoint(learner_t *l, int step, char *err, size_t errl
 static void job_work(void *arg) {
     job_t *j = arg;
     learner_t *l = j->l;
+    /* OpenMP's thread count is per thread: set it on this worker too */
+    model_set_threads(l->cfg.learner.threads);
     double t0 = now_s();
     j->eval = NAN;
     j->rc = RLHF_OK;

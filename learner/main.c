@@ -11,9 +11,11 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/kernels.h"
 #include "learner/learner.h"
 
 int main(int argc, char **argv) {
+    kernels_init_process(argv); // short OpenMP spin: the learner shares cores with workers
     const char *id = "learner";
     /* --id is not a config key: take it out before config_from_args */
     int w = 1;
