@@ -37,6 +37,7 @@
 #include <uv.h>
 #include <zmq.h>
 
+#include "common/log.h"
 #include "common/checkpoint.h"
 #include "common/generate.h"
 #include "common/http.h"
@@ -137,12 +138,10 @@ struct actor {
 
 static void alog(const actor_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void alog(const actor_t *a, const char *fmt, ...) {
-    char line[768];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    log_vline("actor", a->id, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[actor %s] %s\n", a->id, line);
 }
 
 static double since_s(uint64_t t0_ns) { return (double)(uv_hrtime() - t0_ns) * 1e-9; }

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "common/log.h"
 #include "common/checkpoint.h"
 #include "common/evaluate.h"
 #include "common/http.h"
@@ -183,12 +184,10 @@ static double now_s(void) {
 
 static void lg(const learner_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void lg(const learner_t *l, const char *fmt, ...) {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    log_vline("learner", l->id, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[learner %s] %s\n", l->id, line);
 }
 
 static rlhf_err_t grow(void **p, size_t *cap, size_t need, size_t elem) {

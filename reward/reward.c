@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "common/checkpoint.h"
 #include "common/http.h"
 #include "common/loop.h"
@@ -99,12 +100,10 @@ struct reward {
 
 static void rlog(const reward_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void rlog(const reward_t *r, const char *fmt, ...) {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    log_vline("reward", r->id, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[reward %s] %s\n", r->id, line);
 }
 
 static double mono_s(void) {
