@@ -96,8 +96,8 @@ static const config_key_t SCHEMA[] = {
     K_INT("sft.warmup", sft.warmup, "30", 0, BIG, "SFT warm-up steps of the learning rate"),
 
     /* ppo */
-    K_FLT("ppo.lr", ppo.lr, "1e-4", 0, 1, OPEN_LO, "policy learning rate (constant)"),
-    K_FLT("ppo.critic_lr", ppo.critic_lr, "1e-4", 0, 1, OPEN_LO, "critic learning rate (ppo only)"),
+    K_FLT("ppo.lr", ppo.lr, "1e-5", 0, 1, OPEN_LO, "policy learning rate (constant; 1e-4 degraded a 0.78 SFT model to 0.63 in 30 steps, 1e-5 lifted it to 0.80)"),
+    K_FLT("ppo.critic_lr", ppo.critic_lr, "1e-5", 0, 1, OPEN_LO, "critic learning rate (ppo only)"),
     K_INT("ppo.batch_prompts", ppo.batch_prompts, "32", 1, 65536, "prompts per learner step"),
     K_INT("ppo.k", ppo.k, "4", 1, 256, "samples per prompt (>= 2 for grpo, rloo)"),
     K_INT("ppo.minibatch", ppo.minibatch, "32", 1, 1 << 24, "samples per gradient step; divides batch_prompts * k"),

@@ -516,7 +516,7 @@ static void test_precedence(void **state) {
     assert_int_equal(c.ppo.epochs, 3); // file over default
     assert_int_equal(c.run.steps, 7);  // flag over env over file
     assert_true(c.run.resume);
-    assert_true(c.ppo.lr == 1e-4f);    // default
+    assert_true(c.ppo.lr == 1e-5f);    // default
     /* remaining arguments, in order, "--" and after untouched */
     assert_int_equal(argc, 7);
     const char *rest[] = {"prog", "pos1", "--other", "x", "--", "--set", "a=b"};
