@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_util.h"
 #include "common/rng.h"
 #include "proto/proto.h"
 
@@ -976,19 +977,6 @@ rlhf_err_t tickets_save(const tickets_t *t, int64_t now_ms, json_t **out) {
 
 /* -- reading the saved JSON: every error names the key -- */
 
-static const char *json_kind(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "real";
-    case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 typedef struct {
     char *err;
@@ -1003,7 +991,7 @@ static rlhf_err_t rd_get(rd_t *r, const json_t *o, const char *key, json_type ty
     bool ok = json_typeof(v) == type || (type == JSON_TRUE && json_is_boolean(v));
     if (!ok)
         return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: '%s%s' must be %s (got %s).", r->where,
-                           key, what, json_kind(v));
+                           key, what, common__json_kind(v));
     *out = v;
     return RLHF_OK;
 }
@@ -1056,7 +1044,7 @@ static rlhf_err_t rd_elem(rd_t *r, const json_t *a, const char *key, size_t i, j
     snprintf(r->where, sizeof r->where, "%s[%zu].", key, i);
     if (!json_is_object(v))
         return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: '%s[%zu]' must be an object (got %s).",
-                           key, i, json_kind(v));
+                           key, i, common__json_kind(v));
     *out = v;
     return RLHF_OK;
 }
@@ -1220,7 +1208,7 @@ rlhf_err_t tickets_load(tickets_t **out, const tickets_config_t *cfg, const json
     *out = NULL;
     if (!cfg || !j) return rlhf_seterr(err, errlen, RLHF_EINVAL, "tickets: no config or state to load.");
     if (!json_is_object(j))
-        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "tickets state: must be a JSON object (got %s).", json_kind(j));
+        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "tickets state: must be a JSON object (got %s).", common__json_kind(j));
     rd_t r = {.err = err, .errlen = errlen};
     tickets_t *t = NULL;
     json_t *a = NULL, *o = NULL;
