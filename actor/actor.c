@@ -351,6 +351,9 @@ static void gen_work(void *arg) {
     model_set_threads(j->a->cfg.actor.threads);
     uint64_t t0 = uv_hrtime();
     j->rc = generator_run(j->a->gen, j->reqs, (int)j->n_samples, &j->gp);
+    /* actor.delay_ms: stand-in for a slower model, so scaling benchmarks can
+     * show the pipeline scaling past this machine's cores (sleeping uses none) */
+    if (j->a->cfg.actor.delay_ms > 0) uv_sleep((unsigned)((int64_t)j->a->cfg.actor.delay_ms * (int64_t)j->n_samples));
     j->gen_ns = uv_hrtime() - t0;
     int64_t pt = 0, gt = 0;
     generator_last_counts(j->a->gen, &pt, &gt);
@@ -939,9 +942,8 @@ rlhf_err_t actor_new(actor_t **out, const rlhf_config_t *cfg, const char *id, ch
         goto fail;
     }
     if (cfg->actor.http_port >= 0) {
-        /* containers (learner.bind "*") need /metrics reachable from outside */
-        bool any = strcmp(cfg->learner.bind, "*") == 0 || strcmp(cfg->learner.bind, "0.0.0.0") == 0;
-        http_config_t hc = {.host = any ? "0.0.0.0" : "127.0.0.1", .port = cfg->actor.http_port,
+        const char *host = strcmp(cfg->actor.http_bind, "*") == 0 ? "0.0.0.0" : cfg->actor.http_bind;
+        http_config_t hc = {.host = host, .port = cfg->actor.http_port,
                             .metrics = a->metrics};
         char herr[256];
         if ((rc = http_server_new(a->loop, &hc, &a->http, herr, sizeof herr)) != RLHF_OK) {

@@ -166,6 +166,10 @@ static const config_key_t SCHEMA[] = {
     K_INT("actor.threads", actor.threads, "1", 0, 1024, "compute threads; 0 = all cores"),
     K_INT("actor.credit", actor.credit, "2", 1, 1024, "tickets asked for ahead of time"),
     K_INT("actor.http_port", actor.http_port, "0", -1, 65535, "/metrics etc.; 0 = any free port, -1 = off"),
+    K_STR("actor.http_bind", actor.http_bind, "127.0.0.1", CONFIG_F_NONEMPTY | CONFIG_F_HOST,
+          "address /metrics etc. bind; \"*\" = all interfaces (containers)"),
+    K_INT("actor.delay_ms", actor.delay_ms, "0", 0, 60000,
+          "artificial extra generation time per sample, ms (scaling benchmarks); 0 = none"),
 
     /* reward */
     K_STR("reward.learner", reward.learner, "127.0.0.1", CONFIG_F_NONEMPTY | CONFIG_F_HOST,
@@ -174,6 +178,8 @@ static const config_key_t SCHEMA[] = {
     K_INT("reward.threads", reward.threads, "1", 0, 1024, "compute threads; 0 = all cores"),
     K_INT("reward.credit", reward.credit, "2", 1, 1024, "score jobs asked for ahead of time"),
     K_INT("reward.http_port", reward.http_port, "0", -1, 65535, "/metrics etc.; 0 = any free port, -1 = off"),
+    K_STR("reward.http_bind", reward.http_bind, "127.0.0.1", CONFIG_F_NONEMPTY | CONFIG_F_HOST,
+          "address /metrics etc. bind; \"*\" = all interfaces (containers)"),
 
     /* security */
     K_STR("security.server_public_key", security.server_public_key, "", 0,

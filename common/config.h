@@ -146,6 +146,8 @@ typedef struct {
     int threads;                   // 0 = all cores
     int credit;                    // tickets asked for ahead
     int http_port;                 // 0 = any free port, -1 = off
+    char http_bind[CONFIG_NAME_LEN]; // address of /metrics etc.; "*" = all interfaces
+    int delay_ms;                  // artificial extra time per sample (benchmarks); 0 = none
 } config_actor_t;
 
 typedef struct {
@@ -154,6 +156,7 @@ typedef struct {
     int threads;
     int credit;
     int http_port;
+    char http_bind[CONFIG_NAME_LEN]; // address of /metrics etc.; "*" = all interfaces
 } config_reward_t;
 
 typedef struct {

@@ -781,7 +781,8 @@ rlhf_err_t reward_new(const rlhf_config_t *cfg, const char *id, reward_t **out, 
         goto fail;
     }
     if (cfg->reward.http_port >= 0) {
-        http_config_t hc = {.host = "127.0.0.1", .port = cfg->reward.http_port, .metrics = r->metrics};
+        const char *host = strcmp(cfg->reward.http_bind, "*") == 0 ? "0.0.0.0" : cfg->reward.http_bind;
+        http_config_t hc = {.host = host, .port = cfg->reward.http_port, .metrics = r->metrics};
         char e[256];
         if ((rc = http_server_new(r->loop, &hc, &r->http, e, sizeof e)) != RLHF_OK) {
             rlhf_seterr(err, errlen, rc, "reward.http_port: %s", e);
