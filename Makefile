@@ -10,7 +10,8 @@ CMAKE_ARGS ?=
 PACKAGES = cmake pkg-config gcc make libzmq3-dev libmsgpack-dev libopenblas-dev \
            libuv1-dev libjansson-dev libyaml-dev libhttp-parser-dev libxxhash-dev \
            libcmocka-dev libcairo2-dev libncurses-dev clang libclang-rt-14-dev \
-           python3-zmq python3-msgpack wrk prometheus curl
+           python3-zmq python3-msgpack wrk prometheus curl \
+           debootstrap chromium
 
 .PHONY: all deps build build-asan run test test-asan bench fuzz clean
 
