@@ -88,6 +88,8 @@ static const config_key_t SCHEMA[] = {
     K_INT("task.max_digits", task.max_digits, "3", 1, TASK_MAX_DIGITS, "most digits per operand"),
     K_INT("task.n_train", task.n_train, "20000", 1, TASK_MAX_EXAMPLES, "training problems (prompts of an epoch)"),
     K_INT("task.n_heldout", task.n_heldout, "500", 0, TASK_MAX_EXAMPLES, "held-out problems (eval_before/after)"),
+    K_FLT("task.careless", task.careless, "0", 0, 1, 0,
+          "fraction of SFT demonstrations that forget to carry (58+67=15); RL must fix them"),
 
     /* sft */
     K_INT("sft.steps", sft.steps, "300", 0, BIG, "SFT warm-up steps before RL; 0 = none (none either with model.init)"),
@@ -157,6 +159,8 @@ static const config_key_t SCHEMA[] = {
     K_INT("learner.eval_every", learner.eval_every, "10", 0, BIG,
           "held-out eval every N steps; 0 = only before and after"),
     K_INT("learner.threads", learner.threads, "0", 0, 1024, "compute threads; 0 = all cores"),
+    K_FLT("learner.logprob_tol", learner.logprob_tol, "1e-3", 0, 1e6, 0,
+          "rollouts claiming the current weights whose log-probs differ more are dropped; 0 = no check"),
     K_INT("learner.weights_chunk", learner.weights_chunk, "2097152", 1, 16777216, "bytes per weights chunk"),
 
     /* actor */
@@ -1369,6 +1373,7 @@ void config_to_task(const rlhf_config_t *cfg, task_config_t *out) {
     out->max_digits = cfg->task.max_digits;
     out->n_train = cfg->task.n_train;
     out->n_heldout = cfg->task.n_heldout;
+    out->careless = cfg->task.careless;
 }
 
 void config_to_sft(const rlhf_config_t *cfg, sft_config_t *out) {

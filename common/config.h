@@ -84,6 +84,7 @@ typedef struct {
     uint64_t seed;
     int min_digits, max_digits;
     int n_train, n_heldout;
+    float careless; // fraction of SFT demonstrations that forget to carry
 } config_task_t;
 
 typedef struct {
@@ -137,6 +138,7 @@ typedef struct {
     int checkpoint_every;  // steps; 0 = only at the end
     int eval_every;        // steps; 0 = only before and after
     int threads;           // 0 = all cores
+    float logprob_tol;     // lag-0 rollouts whose log-probs stray further from the policy's are dropped
     int weights_chunk;     // bytes per weights_chunk
 } config_learner_t;
 

@@ -155,7 +155,7 @@ rlhf_err_t sft_data_from_task(sft_data_t *d, const task_t *t, int split, int max
     int n = task_size(t, split);
     for (int i = 0; i < n; i++) {
         int p = task_prompt(t, split, i, toks, max_len);
-        int a = p < 0 ? -1 : task_answer(t, split, i, toks + p, max_len - p);
+        int a = p < 0 ? -1 : task_demo(t, split, i, toks + p, max_len - p);
         if (p < 0 || a < 0) {
             free(toks);
             builder_free(&b);

@@ -42,7 +42,7 @@ typedef struct {
  * completion -> bytes + EOS. Examples longer than max_len are refused with
  * the line number. */
 rlhf_err_t sft_data_load_jsonl(sft_data_t *d, const char *path, int max_len, char *err, size_t errlen);
-/* The examples of a task split (prompt, reference answer). */
+/* The examples of a task split (prompt, demonstration: task_demo). */
 rlhf_err_t sft_data_from_task(sft_data_t *d, const task_t *t, int split, int max_len, char *err, size_t errlen);
 void sft_data_fini(sft_data_t *d);
 

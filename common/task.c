@@ -182,6 +182,7 @@ void task_config_default(const char *name, task_config_t *cfg) {
     cfg->max_digits = 3;
     cfg->n_train = 20000;
     cfg->n_heldout = 500;
+    cfg->careless = 0.0f;
 }
 
 static rlhf_err_t validate(const task_config_t *c, char *err, size_t errlen) {
@@ -197,6 +198,8 @@ static rlhf_err_t validate(const task_config_t *c, char *err, size_t errlen) {
     if (c->n_heldout < 0 || c->n_heldout > TASK_MAX_EXAMPLES)
         return rlhf_seterr(err, errlen, RLHF_ERANGE, "task: n_heldout = %d must be in 0..%d", c->n_heldout,
                            TASK_MAX_EXAMPLES);
+    if (!(c->careless >= 0.0f && c->careless <= 1.0f))
+        return rlhf_seterr(err, errlen, RLHF_ERANGE, "task: careless = %g must be in 0..1", (double)c->careless);
     return RLHF_OK;
 }
 
@@ -266,6 +269,33 @@ int task_prompt_text(const task_t *t, int split, int i, char *buf, size_t cap) {
 int task_answer_text(const task_t *t, int split, int i, char *buf, size_t cap) {
     if (!valid(t, split, i)) return -1;
     return snprintf(buf, cap, "%u", (unsigned)(t->a[split][i] + t->b[split][i]));
+}
+
+/* Column sums mod 10, i.e. a + b with every carry forgotten. */
+static uint32_t add_careless(uint32_t a, uint32_t b) {
+    uint32_t r = 0, place = 1;
+    for (; a || b; a /= 10, b /= 10, place *= 10) r += ((a % 10 + b % 10) % 10) * place;
+    return r;
+}
+
+int task_demo_is_careless(const task_t *t, int split, int i) {
+    if (!valid(t, split, i)) return -1;
+    uint32_t a = t->a[split][i], b = t->b[split][i];
+    if (t->cfg.careless <= 0.0f || add_careless(a, b) == a + b) return 0;
+    /* top 24 bits of a keyed hash as a uniform draw in [0, 1) */
+    uint64_t h = rng_mix(rng_mix(t->cfg.seed ^ 0x6361726573737373ULL) ^ (((uint64_t)a << 32) | b)); // "caress.."
+    return (double)(h >> 40) / (double)(1u << 24) < (double)t->cfg.careless;
+}
+
+int task_demo(const task_t *t, int split, int i, int *tokens, int cap) {
+    int careless = task_demo_is_careless(t, split, i);
+    if (careless <= 0) return careless < 0 ? -1 : task_answer(t, split, i, tokens, cap);
+    char text[MAX_TEXT];
+    int len = snprintf(text, sizeof text, "%u", (unsigned)add_careless(t->a[split][i], t->b[split][i]));
+    if (cap < len + 1) return -1;
+    tok_encode(text, (size_t)len, tokens, cap);
+    tokens[len] = TOK_EOS;
+    return len + 1;
 }
 
 int task_prompt(const task_t *t, int split, int i, int *tokens, int cap) {

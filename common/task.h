@@ -20,6 +20,15 @@
  *          A pair (a, b) is held out iff a hash of (a, b, seed) is 0 mod 20,
  *          whatever the split sizes.
  *
+ * Demonstrations (task_demo, the SFT data) are the reference answers, except
+ * that a fraction cfg.careless of the problems that need a carry get the
+ * answer of a careless demonstrator who forgets every carry: 58+67 -> "15"
+ * (column sums mod 10: 5+6 -> 1, 8+7 -> 5). Which problems is fixed by a
+ * hash of (a, b, seed). A model fine-tuned on these learns to drop carries
+ * most of the time; the verifier (task_score) and the held-out evaluation
+ * always use the true sum, so RL against the verifier has to unlearn it —
+ * imitation of imperfect demonstrations, then RL past them, in miniature.
+ *
  * What it deliberately is not: no partial credit (a score is 0 or 1), no
  * chat template (prompts are BOS + bytes; wrap with tok_chat_prompt if a
  * chat model wants one), no file datasets (those are jsonl, elsewhere).
@@ -42,12 +51,13 @@ typedef struct {
     uint64_t seed;
     int min_digits, max_digits; // operand digit counts, 1 <= min <= max <= TASK_MAX_DIGITS
     int n_train, n_heldout;     // problems per split; n_train >= 1, n_heldout >= 0
+    float careless;             // fraction of demonstrations that forget to carry, in [0, 1]
 } task_config_t;
 
 typedef struct task task_t;
 
 /* Defaults for a task name. "add": seed 1234, digits 1..3, n_train 20000,
- * n_heldout 500. An unknown name gets the "add" defaults (task_new_err will
+ * n_heldout 500, careless 0. An unknown name gets the "add" defaults (task_new_err will
  * then reject the name). */
 void task_config_default(const char *name, task_config_t *cfg);
 
@@ -71,6 +81,14 @@ int task_size(const task_t *t, int split);
 /* Prompt of problem i as token ids: BOS then the bytes of the prompt text.
  * Returns the count, or -1 if cap is too small or (split, i) is invalid. */
 int task_prompt(const task_t *t, int split, int i, int *tokens, int cap);
+
+/* Demonstration completion (SFT data) as token ids, like task_answer but
+ * careless for a cfg.careless fraction of carrying problems (see above).
+ * Returns the count, or -1 if cap is too small or (split, i) is invalid. */
+int task_demo(const task_t *t, int split, int i, int *tokens, int cap);
+/* 1 if problem i's demonstration is the careless one (differs from the
+ * answer), 0 if not, -1 if (split, i) is invalid. */
+int task_demo_is_careless(const task_t *t, int split, int i);
 
 /* Reference completion as token ids: the bytes of the answer, then EOS.
  * Returns the count, or -1 if cap is too small or (split, i) is invalid. */

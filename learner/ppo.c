@@ -6,6 +6,7 @@
 #include "learner/ppo.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -60,9 +61,23 @@ rlhf_err_t ppo_config_from(const rlhf_config_t *cfg, ppo_config_t *out, char *er
     c.rl.grpo_eps = p->grpo_eps;
     rlhf_err_t e = rl_config_validate(&c.rl, err, errlen);
     if (e != RLHF_OK) return e;
+    if (strcmp(cfg->run.algo, "ppo") == 0)
+        c.algo = PPO_ALGO_PPO;
+    else if (strcmp(cfg->run.algo, "grpo") == 0)
+        c.algo = PPO_ALGO_GRPO;
+    else if (strcmp(cfg->run.algo, "rloo") == 0)
+        c.algo = PPO_ALGO_RLOO;
+    else
+        return rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED,
+                           "'run.algo' %s is not an online RL algorithm the learner runs (use ppo, grpo or rloo)",
+                           cfg->run.algo);
+    c.k = p->k;
+    if (c.algo != PPO_ALGO_PPO && c.k < 2)
+        return rlhf_seterr(err, errlen, RLHF_ERANGE, "run.algo %s needs ppo.k >= 2 (got %d)", cfg->run.algo, c.k);
     c.epochs = p->epochs;
     c.minibatch = p->minibatch;
     c.temperature = cfg->sampling.temperature;
+    c.logprob_tol = cfg->learner.logprob_tol;
     if (c.epochs < 1 || c.minibatch < 1 || !(c.temperature > 0.0f))
         return rlhf_seterr(err, errlen, RLHF_ERANGE, "ppo.epochs, ppo.minibatch and sampling.temperature must be > 0");
     *out = c;
@@ -132,7 +147,9 @@ fail:
 rlhf_err_t ppo_step(ppo_t *p, adamw_t *popt, adamw_t *copt, rl_state_t *st, const ppo_sample_t *samples, int n,
                     ppo_stats_t *stats) {
     const int M = p->max_m;
-    if (n < 1 || n % M != 0) return RLHF_EINVAL;
+    const bool critic_free = p->cfg.algo != PPO_ALGO_PPO;
+    if (n < 1 || n % M != 0 || (critic_free && (p->cfg.k < 2 || n % p->cfg.k != 0)) || (!critic_free && !copt))
+        return RLHF_EINVAL;
     double t0 = now_s();
     int T = 1;
     for (int b = 0; b < n; b++) {
@@ -173,20 +190,59 @@ rlhf_err_t ppo_step(ppo_t *p, adamw_t *popt, adamw_t *copt, rl_state_t *st, cons
     }
     ppo_stats_t S;
     memset(&S, 0, sizeof S);
+    if (p->cfg.logprob_tol > 0) { // the behaviour log-probs of lag-0 samples must be the policy's own
+        for (int b0 = 0; b0 < B; b0 += M) {
+            int any = 0;
+            for (int b = b0; b < b0 + M; b++) any |= samples[b].verify;
+            if (!any) continue;
+            model_forward(p->policy, p->pacts, tokens + (size_t)b0 * T, targets + (size_t)b0 * T, M, T,
+                          p->cfg.temperature);
+            const float *lp = model_acts_logprobs(p->pacts);
+            for (int b = b0; b < b0 + M; b++) {
+                if (!samples[b].verify) continue;
+                size_t row = (size_t)b * T;
+                double d = 0.0;
+                for (int t = 0; t < T; t++)
+                    if (mask[row + t] != 0.0f) d = fmax(d, fabs((double)lp[row - (size_t)b0 * T + t] - lp_old[row + t]));
+                S.n_verified++;
+                if (!(d <= p->cfg.logprob_tol)) { // NaN fails too
+                    S.n_mismatch++;
+                    S.mismatch_diff = fmax(S.mismatch_diff, isnan(d) ? INFINITY : d);
+                    for (int t = 0; t < T; t++) mask[row + t] = 0.0f;
+                } else {
+                    S.logp_diff = fmax(S.logp_diff, d);
+                }
+            }
+        }
+    }
     S.n_samples = B;
     S.n_tokens = rl_mask_count(mask, BT);
     S.reward_mean = reward_sum / B;
     S.beta = st->kl.beta;
 
-    rl_scores_normalize(scores, &st->reward, p->cfg.rl.reward_norm, p->cfg.rl.reward_clip, B);
-    for (int b = 0; b < B; b += M) { // critic values at rollout time
-        model_forward(p->critic, p->cacts, tokens + (size_t)b * T, NULL, M, T, 1.0f);
-        memcpy(v_old + (size_t)b * T, model_acts_values(p->cacts), (size_t)M * T * sizeof(float));
+    if (!critic_free) {
+        rl_scores_normalize(scores, &st->reward, p->cfg.rl.reward_norm, p->cfg.rl.reward_clip, B);
+        for (int b = 0; b < B; b += M) { // critic values at rollout time
+            model_forward(p->critic, p->cacts, tokens + (size_t)b * T, NULL, M, T, 1.0f);
+            memcpy(v_old + (size_t)b * T, model_acts_values(p->cacts), (size_t)M * T * sizeof(float));
+        }
+        S.kl = rl_kl(kl, NULL, lp_old, lp_ref, mask, p->cfg.rl.kl_estimator, B, T);
+        rl_token_rewards(rew, kl, scores, mask, (float)st->kl.beta, B, T);
+        rl_gae(adv, ret, rew, v_old, mask, p->cfg.rl.gamma, p->cfg.rl.lambda, B, T);
+        if (p->cfg.rl.adv_whiten) rl_whiten(adv, mask, 1, BT);
+    } else {
+        // rew (B) holds per-sequence KL sums, ret (B) the per-sequence advantages: both (B,T) scratch here
+        float *kl_seq = rew, *adv_seq = ret;
+        S.kl = rl_kl(kl, kl_seq, lp_old, lp_ref, mask, p->cfg.rl.kl_estimator, B, T);
+        int G = B / p->cfg.k, K = p->cfg.k;
+        if (p->cfg.algo == PPO_ALGO_GRPO) {
+            rl_grpo_advantages(adv_seq, scores, p->cfg.rl.grpo_scale_std, p->cfg.rl.grpo_eps, G, K);
+        } else {
+            for (int b = 0; b < B; b++) scores[b] -= (float)st->kl.beta * kl_seq[b];
+            rl_rloo_advantages(adv_seq, scores, G, K);
+        }
+        rl_broadcast(adv, adv_seq, mask, B, T);
     }
-    S.kl = rl_kl(kl, NULL, lp_old, lp_ref, mask, p->cfg.rl.kl_estimator, B, T);
-    rl_token_rewards(rew, kl, scores, mask, (float)st->kl.beta, B, T);
-    rl_gae(adv, ret, rew, v_old, mask, p->cfg.rl.gamma, p->cfg.rl.lambda, B, T);
-    if (p->cfg.rl.adv_whiten) rl_whiten(adv, mask, 1, BT);
     double t1 = now_s();
     S.t_prep = t1 - t0;
 
@@ -203,14 +259,11 @@ rlhf_err_t ppo_step(ppo_t *p, adamw_t *popt, adamw_t *copt, rl_state_t *st, cons
             double ent = 0.0;
             pl += rl_policy_loss(p->dlogp, &ps, model_acts_logprobs(p->pacts), lp_old + off, adv + off, mask + off,
                                  p->cfg.rl.clip_eps, 0, M, T);
+            if (p->cfg.algo == PPO_ALGO_GRPO && st->kl.beta > 0)
+                pl += rl_kl_loss(p->dlogp, model_acts_logprobs(p->pacts), lp_ref + off, mask + off, (float)st->kl.beta,
+                                 0, M, T);
             rl_entropy_loss(p->dent, &ent, model_acts_entropy(p->pacts), mask + off, p->cfg.rl.entropy_coef, 0, M, T);
             if (ep == 0) ent_w += ent * ps.n_tokens, ent_n += ps.n_tokens;
-            if (ep == 0 && b == 0) {
-                const float *lp_new = model_acts_logprobs(p->pacts);
-                for (size_t i = 0; i < mt; i++)
-                    if (mask[off + i] != 0.0f)
-                        S.logp_diff = fmax(S.logp_diff, fabs((double)lp_new[i] - lp_old[off + i]));
-            }
             clip_w += ps.clip_frac * ps.n_tokens;
             akl_w += ps.approx_kl * ps.n_tokens;
             tok_n += ps.n_tokens;
@@ -222,6 +275,8 @@ rlhf_err_t ppo_step(ppo_t *p, adamw_t *popt, adamw_t *copt, rl_state_t *st, cons
             S.lr = lr;
             double tb = now_s();
             S.t_policy += tb - ta;
+            n_mb++;
+            if (critic_free) continue;
 
             model_forward(p->critic, p->cacts, tokens + off, NULL, M, T, 1.0f);
             memset(p->dv, 0, mt * sizeof(float));
@@ -234,7 +289,6 @@ rlhf_err_t ppo_step(ppo_t *p, adamw_t *popt, adamw_t *copt, rl_state_t *st, cons
             model_backward(p->critic, p->cacts, NULL, NULL, p->dv);
             adamw_update(copt, p->critic->params_mem, p->critic->grads_mem, p->cmask, NULL, NULL);
             S.t_critic += now_s() - tb;
-            n_mb++;
         }
     }
     rl_kl_ctl_update(&st->kl, &p->cfg.rl, S.kl, B);

@@ -9,6 +9,10 @@
  *                    whitened advantages are 0, so the policy does not move at
  *                    all; the reported KL is exactly the behaviour - reference
  *                    gap summed per sequence.
+ *   grpo_moves,      the critic-free variants on one group: the rewarded
+ *   rloo_moves       completion rises, the other falls, the critic is untouched.
+ *   logprob_check    rollouts claiming the current weights with log-probs 0.01
+ *                    off are caught and left out of the update.
  *   hub              a learner on a thread with free ports; a fake actor and a
  *                    fake reward worker (plain zmq sockets in the test thread)
  *                    complete tickets until one PPO step happens; version 2 is
@@ -138,10 +142,13 @@ static void test_ppo_moves(void **state) {
                               .n_completion = NC,
                               .logprobs = good ? lpa : lpb,
                               .ref_logprobs = good ? lpa : lpb,
-                              .reward = good ? 1.0f : 0.0f};
+                              .reward = good ? 1.0f : 0.0f,
+                              .verify = 1};
     }
     ppo_stats_t st;
     assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 4, &st), RLHF_OK);
+    assert_int_equal(st.n_verified, 4);
+    assert_int_equal(st.n_mismatch, 0);
     double a1 = seq_logp(r.policy, COMP_A, NULL), b1 = seq_logp(r.policy, COMP_B, NULL);
     printf("log p(A) %.4f -> %.4f, log p(B) %.4f -> %.4f, kl %.3g clip %.3f entropy %.3f logp diff %.3g\n", a0, a1, b0,
            b1, st.kl, st.clip_frac, st.entropy, st.logp_diff);
@@ -155,6 +162,118 @@ static void test_ppo_moves(void **state) {
     assert_int_equal(r.popt->step, 2); // epochs 2 x 1 minibatch
     /* a batch that is not a multiple of the minibatch is refused */
     assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 3, NULL), RLHF_EINVAL);
+    rig_fini(&r);
+}
+
+/* GRPO and RLOO: one group of 4 samples of the same prompt, A rewarded
+ * twice, B not: A rises, B falls, and the critic is neither run nor moved. */
+static void critic_free_moves(const char *algo) {
+    rlhf_config_t cfg;
+    base_config(&cfg);
+    cfg.ppo.lr = 1e-3f;
+    cfg.ppo.k = 4;
+    snprintf(cfg.run.algo, sizeof cfg.run.algo, "%s", algo);
+    rig_t r;
+    rig_init(&r, &cfg);
+    float lpa[NC], lpb[NC];
+    double a0 = seq_logp(r.policy, COMP_A, lpa), b0 = seq_logp(r.policy, COMP_B, lpb);
+    ppo_sample_t s[4];
+    for (int i = 0; i < 4; i++) {
+        int good = i < 2;
+        s[i] = (ppo_sample_t){.prompt = PROMPT, .n_prompt = NP, .completion = good ? COMP_A : COMP_B,
+                              .n_completion = NC, .logprobs = good ? lpa : lpb, .ref_logprobs = good ? lpa : lpb,
+                              .reward = good ? 1.0f : 0.0f};
+    }
+    float *cbefore = malloc(r.critic->n_params * sizeof(float));
+    memcpy(cbefore, r.critic->params_mem, r.critic->n_params * sizeof(float));
+    ppo_stats_t st;
+    assert_int_equal(ppo_step(r.ppo, r.popt, NULL, &r.st, s, 4, &st), RLHF_OK);
+    double a1 = seq_logp(r.policy, COMP_A, NULL), b1 = seq_logp(r.policy, COMP_B, NULL);
+    printf("%s: log p(A) %.4f -> %.4f, log p(B) %.4f -> %.4f, critic time %.3g s\n", algo, a0, a1, b0, b1,
+           st.t_critic);
+    assert_true(a1 > a0 + 0.05);
+    assert_true(b1 < b0 - 0.05);
+    assert_memory_equal(cbefore, r.critic->params_mem, r.critic->n_params * sizeof(float));
+    assert_true(st.t_critic == 0.0);
+    /* groups must be whole: 4 samples in groups of 3 are refused */
+    r.pc.k = 3;
+    ppo_t *p3 = NULL;
+    assert_int_equal(ppo_new(&p3, r.policy, r.critic, &r.pc), RLHF_OK);
+    assert_int_equal(ppo_step(p3, r.popt, NULL, &r.st, s, 4, NULL), RLHF_EINVAL);
+    ppo_destroy(&p3);
+    free(cbefore);
+    rig_fini(&r);
+}
+
+static void test_grpo_moves(void **state) {
+    (void)state;
+    critic_free_moves("grpo");
+}
+
+static void test_rloo_moves(void **state) {
+    (void)state;
+    critic_free_moves("rloo");
+    /* k = 1 has no group to compare with: a config error naming the key */
+    rlhf_config_t cfg;
+    base_config(&cfg);
+    cfg.ppo.k = 1;
+    snprintf(cfg.run.algo, sizeof cfg.run.algo, "rloo");
+    ppo_config_t pc;
+    char err[256] = "";
+    assert_int_equal(ppo_config_from(&cfg, &pc, err, sizeof err), RLHF_ERANGE);
+    printf("k = 1: %s\n", err);
+    assert_non_null(strstr(err, "ppo.k"));
+}
+
+/* Rollouts that claim the current weights but carry other log-probs (an
+ * actor on the wrong version, a bug, a forger) are caught and left out. */
+static void test_logprob_check(void **state) {
+    (void)state;
+    rlhf_config_t cfg;
+    base_config(&cfg);
+    cfg.ppo.lr = 1e-3f;
+    cfg.ppo.weight_decay = 0.0f;
+    cfg.learner.logprob_tol = 1e-3f;
+    snprintf(cfg.ppo.reward_norm, sizeof cfg.ppo.reward_norm, "batch");
+    rig_t r;
+    rig_init(&r, &cfg);
+    float lpa[NC], lpb[NC], bad[NC];
+    seq_logp(r.policy, COMP_A, lpa);
+    seq_logp(r.policy, COMP_B, lpb);
+    for (int j = 0; j < NC; j++) bad[j] = lpb[j];
+    bad[1] += 0.01f; // one token off by 0.01 nats
+    ppo_sample_t s[4];
+    for (int i = 0; i < 4; i++) {
+        int good = i % 2 == 0;
+        s[i] = (ppo_sample_t){.prompt = PROMPT, .n_prompt = NP, .completion = good ? COMP_A : COMP_B,
+                              .n_completion = NC, .logprobs = good ? lpa : bad, .ref_logprobs = good ? lpa : lpb,
+                              .reward = good ? 1.0f : 0.0f, .verify = 1};
+    }
+    ppo_stats_t st;
+    assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 4, &st), RLHF_OK);
+    printf("honest rollouts: max |log p diff| %.3g; forged: %d of %d caught, max diff %.4f\n", st.logp_diff,
+           st.n_mismatch, st.n_verified, st.mismatch_diff);
+    assert_int_equal(st.n_verified, 4);
+    assert_int_equal(st.n_mismatch, 2);
+    assert_true(st.logp_diff < 1e-4);
+    assert_true(fabs(st.mismatch_diff - 0.01) < 1e-4);
+    assert_int_equal(st.n_tokens, 2 * NC); // only the honest samples' tokens count
+    rig_fini(&r);
+    /* nothing but forgeries, on a fresh optimizer (no momentum): no token to
+     * learn from, so (no weight decay) the policy does not move at all */
+    rig_init(&r, &cfg);
+    for (int i = 0; i < 4; i++) s[i].logprobs = bad, s[i].completion = COMP_B;
+    size_t n = r.policy->n_params;
+    float *before = malloc(n * sizeof(float));
+    memcpy(before, r.policy->params_mem, n * sizeof(float));
+    assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 4, &st), RLHF_OK);
+    assert_int_equal(st.n_mismatch, 4);
+    assert_memory_equal(before, r.policy->params_mem, n * sizeof(float));
+    /* the same samples not marked verify (older versions) are trained on */
+    for (int i = 0; i < 4; i++) s[i].verify = 0;
+    assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 4, &st), RLHF_OK);
+    assert_int_equal(st.n_verified, 0);
+    free(before);
     rig_fini(&r);
 }
 
@@ -504,6 +623,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ppo_moves),
         cmocka_unit_test(test_ppo_null),
+        cmocka_unit_test(test_grpo_moves),
+        cmocka_unit_test(test_rloo_moves),
+        cmocka_unit_test(test_logprob_check),
         cmocka_unit_test(test_hub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,7 @@ static void test_defaults(void **state) {
     assert_int_equal(c.max_digits, 3);
     assert_int_equal(c.n_train, 20000);
     assert_int_equal(c.n_heldout, 500);
+    assert_true(c.careless == 0.0f);
 
     task_t *t = task_new("add", NULL);
     assert_non_null(t);
@@ -107,7 +109,9 @@ static void test_defaults(void **state) {
     assert_int_equal(task_size(t, TASK_HELDOUT), 500);
     assert_int_equal(task_size(t, 2), 0);
     assert_int_equal(task_size(t, -1), 0);
-    assert_memory_equal(task_config(t), &c, sizeof(c));
+    const task_config_t *tc = task_config(t); // field by field: padding bytes differ
+    assert_true(tc->seed == c.seed && tc->min_digits == c.min_digits && tc->max_digits == c.max_digits &&
+                tc->n_train == c.n_train && tc->n_heldout == c.n_heldout && tc->careless == c.careless);
     task_destroy(&t);
     assert_null(t);
     task_destroy(&t); // idempotent
@@ -447,6 +451,55 @@ static void expect_error(const char *name, const task_config_t *c, const char *n
     assert_null(task_new(name, c));
 }
 
+/* Careless demonstrations: only problems with a carry, about the asked
+ * fraction of them, each the column sums mod 10; careless 0 = the answers. */
+static void test_careless(void **state) {
+    (void)state;
+    task_config_t c;
+    task_config_default("add", &c);
+    c.max_digits = 2;
+    c.n_train = 4000;
+    c.n_heldout = 100;
+    c.careless = 0.5f;
+    task_t *t = task_new("add", &c);
+    assert_non_null(t);
+    int carry = 0, careless = 0;
+    for (int i = 0; i < task_size(t, TASK_TRAIN); i++) {
+        char p[32], a[32];
+        task_prompt_text(t, TASK_TRAIN, i, p, sizeof p);
+        task_answer_text(t, TASK_TRAIN, i, a, sizeof a);
+        unsigned x, y;
+        assert_int_equal(sscanf(p, "%u+%u=", &x, &y), 2);
+        int has_carry = (x % 10 + y % 10) >= 10 || (x / 10 % 10 + y / 10 % 10) >= 10;
+        carry += has_carry;
+        int demo[16], is = task_demo_is_careless(t, TASK_TRAIN, i);
+        int n = task_demo(t, TASK_TRAIN, i, demo, 16);
+        assert_true(n >= 2 && demo[n - 1] == TOK_EOS);
+        char d[16] = {0};
+        for (int j = 0; j < n - 1; j++) d[j] = (char)demo[j];
+        if (!has_carry) assert_int_equal(is, 0);
+        if (is) {
+            careless++;
+            unsigned want = (x % 10 + y % 10) % 10 + 10 * ((x / 10 % 10 + y / 10 % 10) % 10);
+            char w[16];
+            snprintf(w, sizeof w, "%u", want);
+            assert_string_equal(d, w);
+            assert_string_not_equal(d, a);
+        } else {
+            assert_string_equal(d, a);
+        }
+    }
+    printf("careless 0.5: %d of %d carrying problems careless\n", careless, carry);
+    assert_true(carry > 1000);
+    assert_true(fabs((double)careless / carry - 0.5) < 0.05);
+    assert_int_equal(task_demo_is_careless(t, TASK_TRAIN, -1), -1);
+    task_destroy(&t);
+    c.careless = 1.5f;
+    char err[200];
+    assert_null(task_new_err("add", &c, err, sizeof err));
+    assert_non_null(strstr(err, "careless"));
+}
+
 static void test_errors(void **state) {
     (void)state;
     expect_error("mul", NULL, "mul");
@@ -480,6 +533,7 @@ int main(void) {
         cmocka_unit_test(test_seeds_differ),   cmocka_unit_test(test_splits_disjoint),
         cmocka_unit_test(test_answers),        cmocka_unit_test(test_verifier),
         cmocka_unit_test(test_buffers),        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_careless),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
