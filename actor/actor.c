@@ -100,7 +100,9 @@ struct actor {
     metrics_family_t *f_rejected;
     uint64_t seq;
     uint64_t last_work_send_ms, last_work_recv_ms, last_hello_ms;
-    bool learner_hello_seen;
+    bool learner_hello_seen, learner_ever_seen;
+    uint64_t start_ms;
+    int exit_code; // 1 when no learner answered within actor.connect_timeout_ms
 
     /* tickets */
     job_t *queue, *queue_tail; // received, not started
@@ -667,7 +669,7 @@ static void on_work(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     case PROTO_HELLO:
         if (!a->learner_hello_seen)
             alog(a, "learner %s says hello (weights v%" PRIu64 ")", a->in.sender, a->in.hello.weights_version);
-        a->learner_hello_seen = true;
+        a->learner_hello_seen = a->learner_ever_seen = true;
         break;
     case PROTO_HEARTBEAT: break;
     case PROTO_TICKET: {
@@ -720,11 +722,22 @@ static void on_rollouts(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
 
 /* ---- housekeeping ---- */
 
+static void drain_now(actor_t *a);
+
 static void on_tick(loop_timer_t *t, void *ud) {
     (void)t;
     actor_t *a = ud;
     uint64_t now = loop_now_ms(a->loop);
     if (a->stopped) return;
+    if (!a->learner_ever_seen && a->cfg.actor.connect_timeout_ms > 0 && !a->draining &&
+        now - a->start_ms >= (uint64_t)a->cfg.actor.connect_timeout_ms) {
+        alog(a, "error: no learner answered at %s within %g s (is it running? check actor.learner and "
+                "learner.work_port, or raise actor.connect_timeout_ms)",
+             a->ep_work, a->cfg.actor.connect_timeout_ms / 1e3);
+        a->exit_code = 1;
+        drain_now(a);
+        return;
+    }
     if (!a->draining && now - a->last_work_recv_ms >= ACTOR_PEER_DEAD_MS &&
         now - a->last_hello_ms >= ACTOR_PEER_DEAD_MS) {
         /* the learner forgets our credit on hello: ask again for what we lack */
@@ -911,6 +924,7 @@ rlhf_err_t actor_new(actor_t **out, const rlhf_config_t *cfg, const char *id, ch
     if ((rc = loop_timer_new(a->loop, on_tick, a, &a->tick)) != RLHF_OK) goto fail;
 
     const char *host = cfg->actor.learner;
+    if ((rc = config_check_host("actor.learner", host, err, errlen)) != RLHF_OK) goto fail;
     config_endpoint(cfg, host, CONFIG_EP_WORK, a->ep_work, sizeof a->ep_work);
     config_endpoint(cfg, host, CONFIG_EP_ROLLOUTS, a->ep_rollouts, sizeof a->ep_rollouts);
     config_endpoint(cfg, host, CONFIG_EP_ANNOUNCE, a->ep_announce, sizeof a->ep_announce);
@@ -966,13 +980,13 @@ rlhf_err_t actor_run(actor_t *a) {
     alog(a, "connecting to %s (model %zu params, batch %d, credit %d, http %d)", a->ep_work, a->model->n_params,
          a->cfg.actor.batch, a->cfg.actor.credit, atomic_load(&a->http_port));
     uint64_t now = loop_now_ms(a->loop);
-    a->last_work_recv_ms = now;
+    a->last_work_recv_ms = a->start_ms = now;
     send_hello(a);
     request_work(a, a->cfg.actor.credit);
     loop_timer_start(a->tick, ACTOR_TICK_MS, ACTOR_TICK_MS);
     loop_run(a->loop);
     loop_timer_stop(a->tick);
-    return RLHF_OK;
+    return a->exit_code ? RLHF_EIO : RLHF_OK;
 }
 
 void actor_stop(actor_t *a) {

@@ -50,7 +50,8 @@ rlhf_err_t actor_catch_signals(actor_t *a);
 /* Say hello, ask for work and serve until a drain completes (actor_stop or
  * SIGTERM): stop asking for work, finish the ticket being generated (its
  * rollouts are sent), drop the ones not started, send bye, return. Call on
- * one thread; RLHF_OK. */
+ * one thread. RLHF_OK, or RLHF_EIO when no learner answered within
+ * actor.connect_timeout_ms of the start (logged). */
 rlhf_err_t actor_run(actor_t *a);
 
 /* Start a graceful drain. Thread-safe; may be called before actor_run (the

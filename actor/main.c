@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
         actor_destroy(&a);
         return 1;
     }
-    actor_run(a);
+    rc = actor_run(a);
     actor_destroy(&a);
-    return 0;
+    return rc == RLHF_OK ? 0 : 1;
 }

@@ -16,6 +16,9 @@
  */
 #include "common/config.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -172,6 +175,8 @@ static const config_key_t SCHEMA[] = {
     K_INT("actor.http_port", actor.http_port, "0", -1, 65535, "/metrics etc.; 0 = any free port, -1 = off"),
     K_STR("actor.http_bind", actor.http_bind, "127.0.0.1", CONFIG_F_NONEMPTY | CONFIG_F_HOST,
           "address /metrics etc. bind; \"*\" = all interfaces (containers)"),
+    K_INT("actor.connect_timeout_ms", actor.connect_timeout_ms, "60000", 0, 86400000,
+          "exit (status 1) if no learner answers this long after start-up; 0 = wait forever"),
     K_INT("actor.delay_ms", actor.delay_ms, "0", 0, 60000,
           "artificial extra generation time per sample, ms (scaling benchmarks); 0 = none"),
 
@@ -182,6 +187,8 @@ static const config_key_t SCHEMA[] = {
     K_INT("reward.threads", reward.threads, "1", 0, 1024, "compute threads; 0 = all cores"),
     K_INT("reward.credit", reward.credit, "2", 1, 1024, "score jobs asked for ahead of time"),
     K_INT("reward.http_port", reward.http_port, "0", -1, 65535, "/metrics etc.; 0 = any free port, -1 = off"),
+    K_INT("reward.connect_timeout_ms", reward.connect_timeout_ms, "60000", 0, 86400000,
+          "exit (status 1) if no learner answers this long after start-up; 0 = wait forever"),
     K_STR("reward.http_bind", reward.http_bind, "127.0.0.1", CONFIG_F_NONEMPTY | CONFIG_F_HOST,
           "address /metrics etc. bind; \"*\" = all interfaces (containers)"),
 
@@ -1395,4 +1402,19 @@ int config_endpoint(const rlhf_config_t *cfg, const char *host, config_ep_t ep, 
                : ep == CONFIG_EP_ANNOUNCE ? l->announce_port
                                           : l->weights_port;
     return snprintf(buf, len, "tcp://%s:%d", host, port);
+}
+
+rlhf_err_t config_check_host(const char *key, const char *host, char *err, size_t errlen) {
+    if (strcmp(host, "*") == 0) return RLHF_OK;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc == 0) {
+        freeaddrinfo(res);
+        return RLHF_OK;
+    }
+    return rlhf_seterr(err, errlen, RLHF_ENOTFOUND,
+                       "%s: cannot resolve '%s' (%s); set it to the learner's host name or IP address", key, host,
+                       gai_strerror(rc));
 }

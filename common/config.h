@@ -150,6 +150,7 @@ typedef struct {
     int http_port;                 // 0 = any free port, -1 = off
     char http_bind[CONFIG_NAME_LEN]; // address of /metrics etc.; "*" = all interfaces
     int delay_ms;                  // artificial extra time per sample (benchmarks); 0 = none
+    int connect_timeout_ms;        // no learner after this long at start-up: exit 1; 0 = wait forever
 } config_actor_t;
 
 typedef struct {
@@ -159,6 +160,7 @@ typedef struct {
     int credit;
     int http_port;
     char http_bind[CONFIG_NAME_LEN]; // address of /metrics etc.; "*" = all interfaces
+    int connect_timeout_ms;          // no learner after this long at start-up: exit 1; 0 = wait forever
 } config_reward_t;
 
 typedef struct {
@@ -321,5 +323,10 @@ typedef enum {
 /* "tcp://HOST:PORT" for an endpoint, with host e.g. cfg->learner.bind (the
  * learner binds) or cfg->actor.learner (peers connect). snprintf-style. */
 int config_endpoint(const rlhf_config_t *cfg, const char *host, config_ep_t ep, char *buf, size_t len);
+
+/* Check that host (the value of key, e.g. "actor.learner") resolves to an
+ * address, so a typo fails at start-up instead of waiting forever.
+ * RLHF_ENOTFOUND with one sentence naming the key, the value and the fix. */
+rlhf_err_t config_check_host(const char *key, const char *host, char *err, size_t errlen);
 
 #endif

@@ -79,9 +79,9 @@ int main(int argc, char **argv) {
     rlhf_err_t rc = reward_new(&cfg, id, &r, err, sizeof err);
     if (rc != RLHF_OK) {
         fprintf(stderr, "[reward %s] cannot start: %s\n", id, err);
-        return rc == RLHF_EINVAL || rc == RLHF_EUNSUPPORTED ? 2 : 1;
+        return rc == RLHF_EINVAL || rc == RLHF_EUNSUPPORTED || rc == RLHF_ENOTFOUND ? 2 : 1;
     }
-    reward_run(r);
+    rc = reward_run(r);
     reward_destroy(&r);
-    return 0;
+    return rc == RLHF_OK ? 0 : 1;
 }

@@ -83,7 +83,9 @@ struct reward {
     int n_queued;
     job_t *running;        // submitted to the worker thread
     uint64_t last_tx_ms, last_rx_ms, last_hello_ms, last_stats_ms;
-    bool started, draining, bye_sent, heard_learner;
+    bool started, draining, bye_sent, heard_learner, ever_heard;
+    uint64_t start_ms;
+    int exit_code; // 1 when no learner answered within reward.connect_timeout_ms
     double last_invalid_log, last_drop_log[DROP__COUNT];
     uint64_t jobs_done, samples_scored, samples_invalid;
     double reward_mean, busy_seconds;
@@ -571,7 +573,7 @@ static void on_score(loop_zsock_t *z, zmq_msg_t *parts, size_t nparts, void *ud)
         if (!r->heard_learner)
             rlog(r, "learner %s answered hello (weights version %llu)", j->msg.sender,
                  (unsigned long long)j->msg.hello.weights_version);
-        r->heard_learner = true;
+        r->heard_learner = r->ever_heard = true;
         break;
     default: // heartbeat: being heard is all it says
         break;
@@ -588,6 +590,15 @@ static void on_tick(loop_timer_t *t, void *ud) {
     reward_t *r = ud;
     uint64_t now = loop_now_ms(r->loop);
     if (r->bye_sent) return;
+    if (!r->ever_heard && r->cfg.reward.connect_timeout_ms > 0 && !r->draining &&
+        now - r->start_ms >= (uint64_t)r->cfg.reward.connect_timeout_ms) {
+        rlog(r, "error: no learner answered at %s within %g s (is it running? check reward.learner and "
+                "learner.score_port, or raise reward.connect_timeout_ms)",
+             r->score_ep, r->cfg.reward.connect_timeout_ms / 1e3);
+        r->exit_code = 1;
+        reward_stop(r);
+        return;
+    }
     if (now - r->last_rx_ms >= REWARD_SILENCE_MS && now - r->last_hello_ms >= REWARD_SILENCE_MS && !r->draining) {
         /* the learner may have restarted and forgotten us: hello again, and
          * re-grant every slot not holding a job (hello resets its credit) */
@@ -751,6 +762,7 @@ rlhf_err_t reward_new(const rlhf_config_t *cfg, const char *id, reward_t **out, 
     for (int i = 0; i < DROP__COUNT; i++) r->last_drop_log[i] = -1;
     if (r->cfg.reward.credit < 1) r->cfg.reward.credit = 1;
     if (r->cfg.reward.credit > PROTO_MAX_CREDIT) r->cfg.reward.credit = PROTO_MAX_CREDIT;
+    if ((rc = config_check_host("reward.learner", cfg->reward.learner, err, errlen)) != RLHF_OK) goto fail;
     config_endpoint(cfg, cfg->reward.learner, CONFIG_EP_SCORE, r->score_ep, sizeof r->score_ep);
     config_endpoint(cfg, cfg->reward.learner, CONFIG_EP_SCORED, r->scored_ep, sizeof r->scored_ep);
 
@@ -809,7 +821,7 @@ rlhf_err_t reward_run(reward_t *r) {
          r->ref->n_params, mc->n_layers, mc->dim, mc->max_seq_len, (unsigned long long)r->ref_checksum,
          r->cfg.reward.credit, reward_http_port(r));
     uint64_t now = loop_now_ms(r->loop);
-    r->last_rx_ms = r->last_stats_ms = now; // the silence and stats clocks start now
+    r->last_rx_ms = r->last_stats_ms = r->start_ms = now; // the silence and stats clocks start now
     r->started = true;
     if (r->draining) { // stopped before it began
         finish_drain(r);
@@ -818,7 +830,8 @@ rlhf_err_t reward_run(reward_t *r) {
         send_credit(r, r->cfg.reward.credit);
         loop_timer_start(r->tick, REWARD_TICK_MS, REWARD_TICK_MS);
     }
-    return loop_run(r->loop);
+    rlhf_err_t rc = loop_run(r->loop);
+    return rc == RLHF_OK && r->exit_code ? RLHF_EIO : rc;
 }
 
 void reward_destroy(reward_t **p) {

@@ -24,7 +24,8 @@
  *               ticket, heartbeats, /status and /metrics over HTTP; SIGTERM
  *               during a 2048-sample ticket -> its rollouts, bye, exit 0.
  *               The child is killed whatever happens (teardown).
- *   bad_config  unknown key, wrong type, missing file, bad --id: one line on
+ *   bad_config  unknown key, wrong type, missing file, bad --id, a learner
+ *               host that does not resolve: one line on
  *               stderr naming it, exit status 2.
  */
 #include <stdarg.h>
@@ -869,6 +870,28 @@ static void test_bad_config(void **state) {
     printf("%s", out);
     assert_int_equal(count_lines(out), 1);
     assert_non_null(strstr(out, "--id"));
+    /* a learner address that does not resolve: exit 2 at once, naming the key */
+    const char *badhost[] = {"rlhf-actor", "--set", "model.preset=tiny", "--set", "actor.learner=no-such-host.invalid",
+                             NULL};
+    assert_int_equal(run_program(badhost, out, sizeof out), 2);
+    printf("%s", out);
+    assert_int_equal(count_lines(out), 1);
+    assert_non_null(strstr(out, "actor.learner"));
+    /* an address where no learner answers: exit 1 after actor.connect_timeout_ms, saying so */
+    char port[64];
+    int fd = socket(AF_INET, SOCK_STREAM, 0); // a free port nobody listens on
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    close(fd);
+    snprintf(port, sizeof port, "learner.work_port=%d", ntohs(sa.sin_port));
+    const char *nolearner[] = {"rlhf-actor", "--set", "model.preset=tiny", "--set", port, "--set",
+                               "actor.connect_timeout_ms=800", "--set", "actor.http_port=-1", NULL};
+    assert_int_equal(run_program(nolearner, out, sizeof out), 1);
+    printf("%s", out);
+    assert_non_null(strstr(out, "no learner answered"));
 }
 
 int main(void) {

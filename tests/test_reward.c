@@ -377,8 +377,9 @@ static void test_bad_config(void **state) {
     char *a1[] = {(char *)bin, "--set", "reward.credit=abc", NULL};
     char *a2[] = {(char *)bin, "--id", "has space", "--set", "model.preset=tiny", NULL};
     char *a3[] = {(char *)bin, "--frobnicate", NULL};
-    char *const *cases[] = {a1, a2, a3};
-    for (int i = 0; i < 3; i++) {
+    char *a4[] = {(char *)bin, "--set", "model.preset=tiny", "--set", "reward.learner=no-such-host.invalid", NULL};
+    char *const *cases[] = {a1, a2, a3, a4};
+    for (int i = 0; i < 4; i++) {
         g_child = spawn(cases[i]);
         int st = wait_exit(g_child, 20);
         assert_true(st >= 0);
@@ -386,6 +387,16 @@ static void test_bad_config(void **state) {
         assert_true(WIFEXITED(st));
         assert_int_equal(WEXITSTATUS(st), 2);
     }
+    /* nobody answers at the learner's address: exit 1 after reward.connect_timeout_ms */
+    char port[64];
+    snprintf(port, sizeof port, "learner.score_port=%d", free_tcp_port());
+    char *a5[] = {(char *)bin, "--set", "model.preset=tiny", "--set", port, "--set", "reward.connect_timeout_ms=800",
+                  "--set", "reward.http_port=-1", NULL};
+    g_child = spawn(a5);
+    int st = wait_exit(g_child, 20);
+    g_child = -1;
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
 }
 
 static void test_program(void **state) {
