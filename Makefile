@@ -57,5 +57,12 @@ fuzz: build
 bench: build
 	./$(BUILD)/rlhf bench model --preset base --json
 
+# End-to-end pipeline throughput as actors are added (learner, reward worker,
+# N actors on loopback); BENCH_PIPELINE_ARGS="--delay-ms 0,100 --steps 10" etc.
+BENCH_PIPELINE_ARGS ?=
+.PHONY: bench-pipeline
+bench-pipeline: build
+	./$(BUILD)/rlhf bench pipeline --out runs/bench-pipeline --plot runs/bench-pipeline/scaling.png $(BENCH_PIPELINE_ARGS)
+
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -76,6 +76,7 @@ static double mem_read_gbps(void) {
 
 static void bench_usage(FILE *f) {
     fprintf(f, "usage: rlhf bench transport [--json] ...   (see rlhf bench transport --help)\n"
+               "       rlhf bench pipeline [--json] ...    (see rlhf bench pipeline --help)\n"
                "       rlhf bench model [--preset P] [--threads N] [--batch B] [--seq T] [--steps S]\n"
                "                        [--gen-tokens G] [--no-train] [--json]\n");
 }
@@ -249,6 +250,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (strcmp(argv[1], "model") == 0) return bench_model(argc - 1, argv + 1);
     if (strcmp(argv[1], "transport") == 0) return bench_transport(argc - 1, argv + 1);
-    fprintf(stderr, "rlhf bench: unknown benchmark '%s' (available: model, transport)\n", argv[1]);
+    if (strcmp(argv[1], "pipeline") == 0) return bench_pipeline(argc - 1, argv + 1);
+    fprintf(stderr, "rlhf bench: unknown benchmark '%s' (available: model, transport, pipeline)\n", argv[1]);
     return 2;
 }

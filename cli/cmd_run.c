@@ -77,35 +77,13 @@ static int pathf(char *buf, size_t len, const char *fmt, ...) {
     return 0;
 }
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
 static int spawn(run_t *r, child_t *c) {
     char prog[PATH_MAX + 32], log[PATH_MAX + 64];
     pathf(prog, sizeof prog, "%s/rlhf-%s", r->bindir, c->role);
     pathf(log, sizeof log, "%s/logs/%s.log", r->cfg.run.out_dir, c->name);
-    pid_t pid = fork();
+    char *args[] = {prog, "--config", r->config_path, "--id", c->name, NULL};
+    pid_t pid = cli_spawn(prog, args, log);
     if (pid < 0) return -1;
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO), dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-        setpgid(0, 0); /* Ctrl-C reaches the launcher only; it stops the children in order */
-        char *args[] = {prog, "--config", r->config_path, "--id", c->name, NULL};
-        execv(prog, args);
-        fprintf(stderr, "rlhf run: cannot start %s: %s\n", prog, strerror(errno));
-        _exit(127);
-    }
     c->pid = pid;
     return 0;
 }
@@ -116,33 +94,6 @@ static child_t *add_child(run_t *r, const char *role, const char *name) {
     snprintf(c->role, sizeof c->role, "%s", role);
     snprintf(c->name, sizeof c->name, "%s", name);
     return c;
-}
-
-/* GET http://127.0.0.1:port/status -> JSON (caller decrefs), NULL on any failure. */
-static json_t *get_status(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return NULL;
-    struct timeval tv = {.tv_sec = 0, .tv_usec = 300000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    json_t *j = NULL;
-    char *buf = NULL;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) goto done;
-    const char *req = "GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (write(fd, req, strlen(req)) < 0) goto done;
-    size_t cap = 1 << 16, len = 0;
-    buf = malloc(cap + 1);
-    ssize_t n;
-    while (len < cap && (n = read(fd, buf + len, cap - len)) > 0) len += (size_t)n;
-    buf[len] = 0;
-    char *body = strstr(buf, "\r\n\r\n");
-    if (body) j = json_loads(body + 4, 0, NULL);
-done:
-    free(buf);
-    close(fd);
-    return j;
 }
 
 static double jnum(json_t *o, const char *key, double def) {
@@ -333,7 +284,7 @@ int cmd_run(int argc, char **argv) {
     if (g_signals) return 130;
     if (r->cfg.learner.http_port <= 0) {
         char v[16];
-        snprintf(v, sizeof v, "%d", free_port());
+        snprintf(v, sizeof v, "%d", cli_free_port());
         config_set(&r->cfg, "learner.http_port", v, err, sizeof err);
     }
     pathf(r->config_path, sizeof r->config_path, "%s/config.yaml", r->cfg.run.out_dir);
@@ -377,7 +328,7 @@ int cmd_run(int argc, char **argv) {
         }
         if (learner_status >= 0) break;
         if (cli_now() - last >= 1.0) {
-            json_t *s = get_status(r->cfg.learner.http_port);
+            json_t *s = cli_get_status(r->cfg.learner.http_port);
             status_line(r, s, t0);
             json_decref(s);
             last = cli_now();

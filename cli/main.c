@@ -42,6 +42,7 @@ static void usage(FILE *f) {
             "  eval     score a checkpoint on a built-in task's held-out split\n"
             "  bench    benchmarks (bench model, bench transport)\n"
             "  plot     curves of a run folder's metrics.jsonl (PNG)\n"
+            "  top      live view of a running learner: queues, actors, step phases, curves\n"
             "\n"
             "`rlhf <command> --help` describes each command.\n");
 }
@@ -59,6 +60,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc - 1, argv + 1);
+    if (strcmp(cmd, "top") == 0) return cmd_top(argc - 1, argv + 1);
     fprintf(stderr, "rlhf: unknown command '%s' (try `rlhf --help`)\n", cmd);
     return 2;
 }

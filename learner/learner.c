@@ -32,6 +32,7 @@
 #include "common/model.h"
 #include "common/optim.h"
 #include "common/task.h"
+#include "learner/page.h"
 #include "learner/ppo.h"
 #include "learner/rl.h"
 #include "learner/tickets.h"
@@ -40,6 +41,11 @@
 #define PEER_DEAD_MS 10000
 #define ANNOUNCE_MS  5000
 #define ROUTE_MAX    256
+#define WPROP_RING   8 // weights versions whose propagation is tracked at once
+#define STATUS_QUEUES  6   // rows of status_queues
+#define STATUS_PHASES  7   // entries of status_phases
+#define STATUS_HISTORY 120 // steps of reward/KL/held-out kept for sparklines
+enum { SQ_WORK, SQ_ROLLOUTS, SQ_SCORE, SQ_SCORED, SQ_ANNOUNCE, SQ_WEIGHTS }; // rows of status_queues
 
 /* A published weights version: refcounted because libzmq reads it zero-copy
  * from its own threads (proto_zmq_send_chunk) after the learner moved on. */
@@ -59,6 +65,7 @@ typedef struct {
     uint32_t credit;
     uint64_t last_ms; // last message heard
     uint64_t weights_version;
+    uint64_t delivered; // samples received from it: rollouts (actor) or scored (reward worker), for /status
 } peer_t;
 
 typedef struct {
@@ -98,12 +105,14 @@ typedef struct {
     rsample_t *s; // (n) owned samples (JOB_PPO)
     int n;
     int step; // the step this update makes (1-based)
+    uint64_t version; // the policy's weights version when the update starts
     ppo_stats_t stats;
     rlhf_err_t rc;
     int do_eval;
     double eval; // held-out score, NAN if not evaluated
     int do_ckpt;
     double busy_s;
+    double t_wait, t_eval, t_ckpt; // phase seconds for /status: batch wait before submit, eval, checkpoint
     char err[256];
 } job_t;
 
@@ -134,6 +143,8 @@ struct learner {
     proto_rejects_t rejects;
     metrics_family_t *f_rejected;
     metrics_gauge_t *g_step, *g_version, *g_reward, *g_kl, *g_buffered;
+    metrics_counter_t *m_mismatch; // rollouts dropped by the log-prob check
+    uint64_t logprob_mismatches;
     int32_t *tokbuf; // (prompts_per_ticket, max_seq_len) prompt tokens for a ticket
     proto_prompt_t *pbuf;
     proto_score_item_t *ibuf; // (PROTO_MAX_SAMPLES)
@@ -156,6 +167,13 @@ struct learner {
     wblob_t *blobs[2]; // [0] latest, [1] previous
     uint32_t chunk_max;
     uint64_t announce_again_ms; // loop clock: earliest extra announce
+    struct {
+        uint64_t version, uid_max; // 0: free slot; actors with uid <= uid_max were connected at publish
+        double t_pub;
+    } wprop[WPROP_RING];           // versions not yet held by every actor (see wprop_check)
+    double wprop_sum, wprop_max;   // propagation seconds over wprop_n versions
+    uint64_t wprop_n;
+    metrics_histogram_t *h_wprop; // rlhf_weights_propagation_seconds, registered on first use
 
     /* run */
     int step;
@@ -172,6 +190,19 @@ struct learner {
     double lag_sum;
     ppo_stats_t last;
     FILE *metrics_f;
+
+    /* /status extras (rlhf top, the / page): see the "/status" section */
+    metrics_counter_t *qc[STATUS_QUEUES][4]; // messages in, out, bytes in, out; looked up on first use
+    int qc_ready;
+    double ph[STATUS_PHASES];  // the last update's phases, seconds
+    int ph_step;               // the step ph describes
+    double t_idle;             // when the last update ended (the learner waits for a batch from here)
+    double busy_total, t_busy; // worker seconds on updates; start of the update in flight (0: none)
+    struct {
+        int step;
+        double reward, kl, heldout; // heldout NAN when the step did not evaluate
+    } hist[STATUS_HISTORY];
+    int n_hist; // steps recorded; the ring holds the last STATUS_HISTORY
 };
 
 /* ---- small helpers ---- */
@@ -491,6 +522,9 @@ static void dispatch_scores(learner_t *l) {
 
 static void maybe_train(learner_t *l);
 static void finish(learner_t *l);
+static void status_count_out(learner_t *l, int q, size_t bytes);
+static void status_note_step(learner_t *l, const job_t *j, double t_publish);
+static void wprop_check(learner_t *l);
 
 /* ---- weights ---- */
 
@@ -501,7 +535,8 @@ static void announce(learner_t *l) {
     l->msg.weights_announce = (proto_weights_announce_t){
         .version = b->version, .size = b->size, .checksum = b->checksum, .chunk_max = l->chunk_max};
     if (!encode(l)) return;
-    zmq_send(l->s_announce, l->enc.data, l->enc.len, ZMQ_DONTWAIT);
+    if (zmq_send(l->s_announce, l->enc.data, l->enc.len, ZMQ_DONTWAIT) >= 0)
+        status_count_out(l, SQ_ANNOUNCE, l->enc.len); // PUB is not a loop socket: count here
 }
 
 /* ---- control messages (work and score endpoints) ---- */
@@ -562,6 +597,7 @@ static void on_control(learner_t *l, loop_zsock_t *z, zmq_msg_t *parts, size_t n
         break;
     default: break;
     }
+    if (role == PROTO_ROLE_ACTOR) wprop_check(l); // the actor may now hold a newer version
 }
 
 static void on_work(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
@@ -571,9 +607,18 @@ static void on_score(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     on_control(ud, z, parts, n, PROTO_ROLE_REWARD);
 }
 
+/* Called right after decoding a rollouts or scored message (l->msg): the
+ * sender is alive, and delivered that many samples (for /status). */
 static void touch_sender(learner_t *l, int role, const char *name) {
+    uint32_t n = l->msg.type == PROTO_ROLLOUTS ? l->msg.rollouts.n_samples
+                 : l->msg.type == PROTO_SCORED ? l->msg.scored.n_samples
+                                               : 0;
     for (size_t i = 0; i < l->n_peers; i++)
-        if (l->peers[i].role == role && strcmp(l->peers[i].name, name) == 0) l->peers[i].last_ms = loop_now_ms(l->loop);
+        if (l->peers[i].role == role && strcmp(l->peers[i].name, name) == 0) {
+            l->peers[i].last_ms = loop_now_ms(l->loop);
+            l->peers[i].delivered += n;
+            n = 0; // once, should two peers share a name
+        }
 }
 
 /* ---- rollouts ---- */
@@ -756,6 +801,48 @@ static void on_scored(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     dispatch_scores(l);
 }
 
+/* Weights propagation: the time from publishing version v until every actor
+ * connected at that moment holds >= v (hello, heartbeat and work request
+ * carry the version an actor's model holds), i.e. the max over those actors.
+ * Actors that join later are not waited for; a version nobody was there to
+ * take, or whose actors all left, is not counted. The last WPROP_RING
+ * versions are tracked; an older one still pending is forgotten. */
+static void wprop_publish(learner_t *l, uint64_t version) {
+    int actors = 0;
+    for (size_t i = 0; i < l->n_peers; i++) actors += l->peers[i].role == PROTO_ROLE_ACTOR;
+    int at = (int)(version % WPROP_RING);
+    l->wprop[at].version = actors ? version : 0; // version 1 at start-up: nobody yet
+    l->wprop[at].uid_max = l->next_uid;
+    l->wprop[at].t_pub = now_s();
+}
+
+/* An actor reported its version (on_control): finish the versions every
+ * actor they wait for now holds. */
+static void wprop_check(learner_t *l) {
+    for (int k = 0; k < WPROP_RING; k++) {
+        if (!l->wprop[k].version) continue;
+        int waiting = 0, held = 0;
+        for (size_t i = 0; i < l->n_peers; i++) {
+            const peer_t *p = &l->peers[i];
+            if (p->role != PROTO_ROLE_ACTOR || p->uid > l->wprop[k].uid_max) continue;
+            p->weights_version >= l->wprop[k].version ? held++ : waiting++;
+        }
+        if (waiting) continue;
+        if (held) {
+            double dt = now_s() - l->wprop[k].t_pub;
+            l->wprop_sum += dt;
+            l->wprop_max = dt > l->wprop_max ? dt : l->wprop_max;
+            l->wprop_n++;
+            if (!l->h_wprop && l->metrics)
+                metrics_histogram(l->metrics, "rlhf_weights_propagation_seconds",
+                                  "time from publishing a weights version to every connected actor holding it", NULL,
+                                  0, &l->h_wprop);
+            metrics_histogram_observe(l->h_wprop, dt);
+        }
+        l->wprop[k].version = 0;
+    }
+}
+
 /* Publish the policy's current weights as the next version (loop thread, no
  * job pending). */
 static rlhf_err_t publish(learner_t *l) {
@@ -776,6 +863,7 @@ static rlhf_err_t publish(learner_t *l) {
     l->blobs[1] = l->blobs[0];
     l->blobs[0] = b;
     tickets_set_policy_version(l->tickets, b->version);
+    wprop_publish(l, b->version);
     announce(l);
     return RLHF_OK;
 }
@@ -814,6 +902,8 @@ static void on_weights(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     if (proto_zmq_send_chunk(loop_zsock_socket(z), zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), l->enc.data,
                              l->enc.len, data, c->length, data ? blob_zmq_free : NULL, data ? b : NULL) != RLHF_OK)
         lg(l, "weights chunk send failed: %s", zmq_strerror(errno));
+    else // sent around the loop (zero-copy): count here
+        status_count_out(l, SQ_WEIGHTS, zmq_msg_size(&parts[0]) + l->enc.len + c->length);
     loop_zsock_kick(z);
 }
 
@@ -911,13 +1001,17 @@ static void job_work(void *arg) {
                                    .n_completion = (int)s->n_completion,
                                    .logprobs = s->logprobs,
                                    .ref_logprobs = s->ref,
-                                   .reward = (float)s->reward};
+                                   .reward = (float)s->reward,
+                                   .verify = s->version == j->version};
         }
         j->rc = ppo_step(l->ppo, l->popt, l->copt, &l->rl, ps, j->n, &j->stats);
         free(ps);
         j->busy_s = now_s() - t0;
         if (j->do_eval) j->eval = heldout(l);
+        double t1 = now_s();
+        j->t_eval = t1 - t0 - j->busy_s;
         if (j->do_ckpt && save_checkpoint(l, j->step, j->err, sizeof j->err) != RLHF_OK) j->rc = RLHF_EIO;
+        j->t_ckpt = now_s() - t1;
     } else if (j->kind == JOB_EVAL_BEFORE) {
         j->eval = heldout(l);
     } else {
@@ -976,6 +1070,7 @@ static rlhf_err_t write_summary(learner_t *l) {
     json_object_set_new(o, "steps", json_integer(l->step));
     json_object_set_new(o, "policy_version", json_integer((json_int_t)(l->blobs[0] ? l->blobs[0]->version : 0)));
     json_object_set_new(o, "samples_used", json_integer((json_int_t)l->samples_used));
+    json_object_set_new(o, "logprob_mismatches", json_integer((json_int_t)l->logprob_mismatches));
     json_object_set_new(o, "tickets_issued", json_integer((json_int_t)c.tickets_issued));
     json_object_set_new(o, "tickets_completed", json_integer((json_int_t)c.tickets_completed));
     json_object_set_new(o, "tickets_reissued", json_integer((json_int_t)c.tickets_reissued));
@@ -991,6 +1086,10 @@ static rlhf_err_t write_summary(learner_t *l) {
     json_object_set_new(o, "tokens_per_s", json_real(wall > 0 ? (double)l->tokens_scored / wall : 0.0));
     json_object_set_new(o, "learner_busy_fraction", json_real(wall > 0 ? l->busy_s / wall : 0.0));
     json_object_set_new(o, "policy_lag_mean", json_real(l->samples_used ? l->lag_sum / (double)l->samples_used : 0.0));
+    json_object_set_new(o, "weights_propagation_s_mean", l->wprop_n ? json_real(l->wprop_sum / (double)l->wprop_n)
+                                                                    : json_null());
+    json_object_set_new(o, "weights_propagation_s_max", l->wprop_n ? json_real(l->wprop_max) : json_null());
+    json_object_set_new(o, "weights_propagation_versions", json_integer((json_int_t)l->wprop_n));
     json_object_set_new(o, "invariants", json_string(inv == RLHF_OK ? "ok" : ierr));
     json_object_set_new(o, "tickets", tj);
     json_t *cj = config_to_json(&l->cfg);
@@ -1045,8 +1144,18 @@ static void job_done(loop_t *lp, void *arg, bool cancelled) {
         l->lag_sum += lag;
         l->samples_used += (uint64_t)j->n;
         l->last = j->stats;
+        if (j->stats.n_mismatch > 0) {
+            l->logprob_mismatches += (uint64_t)j->stats.n_mismatch;
+            metrics_counter_add(l->m_mismatch, (double)j->stats.n_mismatch);
+            lg(l, "step %d: %d of %d rollouts claiming version %llu had log-probs up to %.3g away from the policy's "
+                  "(learner.logprob_tol %g): left out of the update",
+               j->step, j->stats.n_mismatch, j->stats.n_verified, (unsigned long long)j->version,
+               j->stats.mismatch_diff, (double)l->cfg.learner.logprob_tol);
+        }
         if (isfinite(j->eval)) l->last_heldout = j->eval, l->last_eval_step = j->step;
+        double t_pub = now_s();
         if (publish(l) != RLHF_OK) lg(l, "out of memory publishing weights");
+        status_note_step(l, j, now_s() - t_pub);
         write_metrics_line(l, j, j->n ? lag / j->n : 0.0);
         if (j->do_ckpt) save_tickets(l);
         lg(l, "step %d/%d: version %llu reward %.4f kl %.4f entropy %.3f clip %.3f value_err %.4f (%.2f s)%s", j->step,
@@ -1112,6 +1221,9 @@ static void maybe_train(learner_t *l) {
     l->n_buf -= (size_t)B;
     j->n = B;
     j->step = l->step + 1;
+    j->version = l->blobs[0] ? l->blobs[0]->version : 0;
+    l->t_busy = now_s();
+    j->t_wait = l->t_busy - (l->t_idle > 0 ? l->t_idle : l->t_start);
     j->do_eval =
         (l->cfg.learner.eval_every > 0 && j->step % l->cfg.learner.eval_every == 0) || j->step == l->cfg.run.steps;
     j->do_ckpt = l->cfg.learner.checkpoint_every > 0 && j->step % l->cfg.learner.checkpoint_every == 0;
@@ -1123,6 +1235,152 @@ static void maybe_train(learner_t *l) {
 }
 
 /* ---- /status and metrics ---- */
+
+/* The queues /status reports, messages and bytes from rlhf_messages_total and
+ * rlhf_bytes_total (the loop counts its sockets; announce and weights chunks
+ * bypass loop_zsock_send and are counted by status_count_out). */
+static const struct {
+    const char *name, *flow, *depth_of; // depth_of NULL: no depth
+} status_queues[STATUS_QUEUES] = {
+    [SQ_WORK] = {"work", "prompts -> actors", "tickets outstanding"},
+    [SQ_ROLLOUTS] = {"rollouts", "rollouts <- actors", "tickets assembling"},
+    [SQ_SCORE] = {"score", "rollouts -> reward", "tickets waiting for score"},
+    [SQ_SCORED] = {"scored", "scores <- reward", "samples buffered"},
+    [SQ_ANNOUNCE] = {"announce", "versions -> actors", NULL},
+    [SQ_WEIGHTS] = {"weights", "weights -> actors", "actors behind"},
+};
+
+/* The phases of one update, in order: waiting for a full batch, rollout
+ * forward (critic values, KL, GAE), policy and critic forward + backward +
+ * AdamW, held-out evaluation, checkpoint, publishing the new version. */
+static const char *const status_phases[STATUS_PHASES] = {"wait",       "prep",       "policy", "critic",
+                                                         "eval",       "checkpoint", "publish"};
+
+static void status_counters(learner_t *l) {
+    if (l->qc_ready || !l->metrics) return;
+    metrics_family_t *fm = NULL, *fb = NULL;
+    if (metrics_counter_family(l->metrics, "rlhf_messages_total", NULL, "queue,direction", &fm) != RLHF_OK ||
+        metrics_counter_family(l->metrics, "rlhf_bytes_total", NULL, "queue,direction", &fb) != RLHF_OK)
+        return;
+    static const char *const dir[2] = {"in", "out"};
+    for (int q = 0; q < STATUS_QUEUES; q++)
+        for (int d = 0; d < 2; d++) {
+            if (q == SQ_ANNOUNCE && d == 0) continue; // PUB: nothing comes in
+            const char *v[2] = {status_queues[q].name, dir[d]};
+            metrics_counter_get(fm, v, &l->qc[q][d]);
+            metrics_counter_get(fb, v, &l->qc[q][2 + d]);
+        }
+    l->qc_ready = 1;
+}
+
+static void status_count_out(learner_t *l, int q, size_t bytes) {
+    status_counters(l);
+    metrics_counter_inc(l->qc[q][1]);
+    metrics_counter_add(l->qc[q][3], (double)bytes);
+}
+
+/* An update finished (job_done, loop thread): its phase times and curves. */
+static void status_note_step(learner_t *l, const job_t *j, double t_publish) {
+    double now = now_s();
+    const double ph[STATUS_PHASES] = {j->t_wait, j->stats.t_prep, j->stats.t_policy, j->stats.t_critic,
+                                      j->t_eval, j->t_ckpt,       t_publish};
+    memcpy(l->ph, ph, sizeof ph);
+    l->ph_step = j->step;
+    if (l->t_busy > 0) l->busy_total += now - l->t_busy;
+    l->t_busy = 0;
+    l->t_idle = now;
+    int at = l->n_hist++ % STATUS_HISTORY;
+    l->hist[at].step = j->step;
+    l->hist[at].reward = j->stats.reward_mean;
+    l->hist[at].kl = j->stats.kl;
+    l->hist[at].heldout = j->eval;
+}
+
+/* The fields rlhf top and the / page read. Counters are cumulative (a client
+ * differences two snapshots and divides by the server_time difference);
+ * depths and the rest are current values. */
+static void status_extras(json_t *st, learner_t *l, const tickets_counters_t *c, size_t waiting) {
+    double now = now_s();
+    uint64_t latest = l->blobs[0] ? l->blobs[0]->version : 0;
+    json_object_set_new(st, "server_time", json_real(now)); // CLOCK_MONOTONIC seconds
+    json_object_set_new(st, "wall_seconds", json_real(l->t_start > 0 ? now - l->t_start : 0.0));
+    json_object_set_new(st, "training", json_boolean(l->training));
+    double busy = l->busy_total + (l->training && l->t_busy > 0 ? now - l->t_busy : 0.0);
+    json_object_set_new(st, "totals", json_pack("{s:I,s:I,s:I,s:f}", "samples_scored", (json_int_t)l->samples_scored,
+                                                 "tokens_scored", (json_int_t)l->tokens_scored, "samples_used",
+                                                 (json_int_t)l->samples_used, "busy_seconds", busy));
+
+    size_t behind = 0, at_actors = 0, at_reward = 0;
+    for (size_t i = 0; i < l->n_peers; i++)
+        if (l->peers[i].role == PROTO_ROLE_ACTOR && l->peers[i].weights_version < latest) behind++;
+    for (size_t i = 0; i < l->n_holds; i++) l->holds[i].stage == 1 ? at_actors++ : at_reward++;
+    const double depth[STATUS_QUEUES] = {
+        [SQ_WORK] = (double)c->jobs_open,
+        [SQ_ROLLOUTS] = (double)(l->n_rsets - waiting),
+        [SQ_SCORE] = (double)waiting,
+        [SQ_SCORED] = (double)l->n_buf,
+        [SQ_WEIGHTS] = (double)behind,
+    };
+    status_counters(l);
+    json_t *qs = json_array();
+    for (int q = 0; q < STATUS_QUEUES; q++) {
+        json_t *o = json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "name", status_queues[q].name, "flow",
+                              status_queues[q].flow, "messages_in", metrics_counter_value(l->qc[q][0]),
+                              "messages_out", metrics_counter_value(l->qc[q][1]), "bytes_in",
+                              metrics_counter_value(l->qc[q][2]), "bytes_out", metrics_counter_value(l->qc[q][3]));
+        if (!o) continue;
+        json_object_set_new(o, "depth", status_queues[q].depth_of ? json_real(depth[q]) : json_null());
+        json_object_set_new(o, "depth_of", status_queues[q].depth_of ? json_string(status_queues[q].depth_of)
+                                                                      : json_null());
+        if (q == SQ_WORK) json_object_set_new(o, "in_flight", json_integer((json_int_t)at_actors));
+        if (q == SQ_SCORE) json_object_set_new(o, "in_flight", json_integer((json_int_t)at_reward));
+        json_array_append_new(qs, o);
+    }
+    json_object_set_new(st, "queue_stats", qs);
+
+    json_t *ps = json_array();
+    uint64_t now_ms = loop_now_ms(l->loop);
+    for (size_t i = 0; i < l->n_peers; i++) {
+        const peer_t *p = &l->peers[i];
+        int actor = p->role == PROTO_ROLE_ACTOR, held = 0;
+        for (size_t h = 0; h < l->n_holds; h++) held += l->holds[h].peer_uid == p->uid;
+        json_t *o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:i,s:i,s:f}", "id", p->name, "uid", (json_int_t)p->uid, "role",
+                              actor ? "actor" : "reward", "weights_version", (json_int_t)p->weights_version,
+                              "samples", (json_int_t)p->delivered, "tickets_held", held, "credit", (int)p->credit,
+                              "last_seen_s", now_ms > p->last_ms ? (double)(now_ms - p->last_ms) / 1000.0 : 0.0);
+        if (!o) continue;
+        uint64_t lag = latest > p->weights_version ? latest - p->weights_version : 0;
+        json_object_set_new(o, "policy_lag", actor && p->weights_version ? json_integer((json_int_t)lag) : json_null());
+        json_array_append_new(ps, o);
+    }
+    json_object_set_new(st, "peers", ps);
+
+    json_t *ph = json_object(), *sec = json_object();
+    double total = 0;
+    for (int i = 0; i < STATUS_PHASES; i++) {
+        json_object_set_new(sec, status_phases[i], json_real(l->ph[i]));
+        total += l->ph[i];
+    }
+    json_object_set_new(ph, "step", json_integer(l->ph_step));
+    json_object_set_new(ph, "order", json_pack("[s,s,s,s,s,s,s]", status_phases[0], status_phases[1],
+                                               status_phases[2], status_phases[3], status_phases[4],
+                                               status_phases[5], status_phases[6]));
+    json_object_set_new(ph, "seconds", sec);
+    json_object_set_new(ph, "total", json_real(total));
+    json_object_set_new(st, "step_phases", ph);
+
+    json_t *hs = json_array(), *hr = json_array(), *hk = json_array(), *hh = json_array();
+    int n = l->n_hist < STATUS_HISTORY ? l->n_hist : STATUS_HISTORY;
+    for (int k = l->n_hist - n; k < l->n_hist; k++) {
+        int at = k % STATUS_HISTORY;
+        json_array_append_new(hs, json_integer(l->hist[at].step));
+        json_array_append_new(hr, jnum(l->hist[at].reward));
+        json_array_append_new(hk, jnum(l->hist[at].kl));
+        json_array_append_new(hh, jnum(l->hist[at].heldout));
+    }
+    json_object_set_new(st, "history", json_pack("{s:o,s:o,s:o,s:o}", "step", hs, "reward_mean", hr, "kl", hk,
+                                                  "heldout_score", hh));
+}
 
 static void status_hook(json_t *st, void *ud) {
     learner_t *l = ud;
@@ -1157,6 +1415,7 @@ static void status_hook(json_t *st, void *ud) {
     json_object_set_new(w, "actors", json_integer(na));
     json_object_set_new(w, "reward", json_integer(nr));
     json_object_set_new(st, "workers", w);
+    status_extras(st, l, &c, waiting);
 }
 
 static void collect(metrics_t *m, void *ud) {
@@ -1205,8 +1464,9 @@ rlhf_err_t learner_new(learner_t **out, const rlhf_config_t *cfg, const char *id
     proto_msg_init(&l->msg);
     proto_enc_init(&l->enc);
     proto_rejects_init(&l->rejects);
-    if (strcmp(cfg->run.algo, "ppo") != 0) {
-        e = rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED, "'run.algo' %s is not implemented by the learner yet (use ppo)",
+    if (strcmp(cfg->run.algo, "ppo") != 0 && strcmp(cfg->run.algo, "grpo") != 0 && strcmp(cfg->run.algo, "rloo") != 0) {
+        e = rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED,
+                        "'run.algo' %s is not implemented by the distributed learner (use ppo, grpo or rloo)",
                         cfg->run.algo);
         goto fail;
     }
@@ -1290,6 +1550,9 @@ rlhf_err_t learner_new(learner_t **out, const rlhf_config_t *cfg, const char *id
     if (metrics_counter_family(l->metrics, "rlhf_messages_rejected_total", "protocol messages dropped, by reason",
                                "reason", &l->f_rejected) != RLHF_OK ||
         metrics_gauge(l->metrics, "rlhf_learner_step", "PPO updates done", &l->g_step) != RLHF_OK ||
+        metrics_counter(l->metrics, "rlhf_logprob_mismatch_total",
+                        "rollouts claiming the current weights whose log-probs disagreed (left out of updates)",
+                        &l->m_mismatch) != RLHF_OK ||
         metrics_gauge(l->metrics, "rlhf_policy_version", "latest published weights version", &l->g_version) !=
             RLHF_OK ||
         metrics_gauge(l->metrics, "rlhf_reward_mean", "mean task reward of the last batch", &l->g_reward) != RLHF_OK ||
@@ -1333,6 +1596,7 @@ rlhf_err_t learner_new(learner_t **out, const rlhf_config_t *cfg, const char *id
                             .metrics = l->metrics};
         if ((e = http_server_new(l->loop, &hc, &l->http, err, errlen)) != RLHF_OK) goto fail;
         http_server_set_status_hook(l->http, status_hook, l);
+        if ((e = http_server_route(l->http, "/", page_serve, l)) != RLHF_OK) goto fail_mem; // the live page
     }
 
     /* the run folder */

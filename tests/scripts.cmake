@@ -15,3 +15,10 @@ set_tests_properties(http_load PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SE
 add_test(NAME prometheus_scrape
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/prometheus_scrape.sh $<TARGET_FILE:http_test_server>)
 set_tests_properties(prometheus_scrape PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+
+# The learner's live page in headless Chromium (the DOM is filled in from
+# /status; a screenshot lands in the build folder). Skipped (77) without chromium.
+add_test(NAME page_screenshot
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/page_screenshot.sh ${CMAKE_BINARY_DIR} $<TARGET_FILE:http_test_server>
+          ${CMAKE_BINARY_DIR})
+set_tests_properties(page_screenshot PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
