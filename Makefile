@@ -13,7 +13,7 @@ PACKAGES = cmake pkg-config gcc make libzmq3-dev libmsgpack-dev libopenblas-dev 
            python3-zmq python3-msgpack wrk prometheus curl \
            debootstrap chromium
 
-.PHONY: all deps build build-asan run test test-asan bench fuzz clean
+.PHONY: all deps build build-asan run test test-asan bench fuzz clean docker
 
 all: build
 
@@ -40,7 +40,7 @@ test: build
 test-asan: build-asan
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 RLHF_SANITIZED=1 \
-	  ctest --output-on-failure -j $(JOBS)
+	  ctest --output-on-failure -j $(JOBS) -LE docker
 
 # libFuzzer + ASan/UBSan on the protocol decoder for FUZZ_SECONDS, seeded with
 # one valid message of every type (written by proto_tool from the main build).
@@ -53,6 +53,15 @@ fuzz: build
 	./$(BUILD_FUZZ)/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	  -dict=proto/fuzz_decode.dict -artifact_prefix=$(BUILD_FUZZ)/ -print_final_stats=1 \
 	  $(BUILD_FUZZ)/corpus
+
+# Container images: rlhf (the three roles) and rlhf-prometheus. The base image
+# (debian:bookworm-slim) is made with debootstrap when no registry can supply it.
+DOCKER_IMAGE ?= rlhf:latest
+DOCKER_PROM_IMAGE ?= rlhf-prometheus:latest
+docker:
+	@./docker/build-base.sh
+	docker build --force-rm -f docker/Dockerfile -t $(DOCKER_IMAGE) .
+	docker build --force-rm -f docker/Dockerfile.prometheus -t $(DOCKER_PROM_IMAGE) docker
 
 bench: build
 	./$(BUILD)/rlhf bench model --preset base --json
