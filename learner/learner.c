@@ -161,6 +161,7 @@ struct learner {
     rsample_t *buf; // scored samples waiting for training, FIFO
     size_t n_buf, cap_buf;
     uint64_t queued_hint; // tickets may be QUEUED for reissue
+    size_t rr_actor, rr_reward; // round-robin start of the next dispatch (peer index)
     uint64_t dup_samples; // repeated (prompt_index, sample_index) within one ticket
 
     /* weights */
@@ -412,10 +413,17 @@ static void dispatch_tickets(learner_t *l) {
     if ((uint64_t)left < batches) batches = (uint64_t)left;
     uint64_t limit = bp * batches;
     uint64_t tp = tickets_config(l->tickets)->prompts_per_ticket, k = (uint64_t)l->cfg.ppo.k;
-    for (size_t i = 0; i < l->n_peers; i++) {
-        peer_t *p = &l->peers[i];
-        if (p->role != PROTO_ROLE_ACTOR) continue;
-        while (p->credit > 0) {
+    /* Round robin, one ticket per actor per pass, each call starting after
+     * the actor served last: when the pipeline limit is what holds work
+     * back, an actor that just joined gets its share at once instead of
+     * waiting behind the first ones forever. */
+    for (bool more = true; more;) {
+        more = false;
+        size_t n = l->n_peers, start = l->rr_actor;
+        for (size_t c = 0; c < n; c++) {
+            size_t i = (start + c) % n;
+            peer_t *p = &l->peers[i];
+            if (p->role != PROTO_ROLE_ACTOR || p->credit <= 0) continue;
             if (l->cfg.run.max_lag == 0 && l->training) return; // on-policy: wait for the new version
             /* A ticket must fit under the limit; the one exception is when
              * nothing is out and no update runs but the buffer is still short
@@ -475,16 +483,21 @@ static void dispatch_tickets(learner_t *l) {
             send_routed(l, l->z_work, p);
             p->credit--;
             hold_add(l, tk.id, p->uid, 1);
+            l->rr_actor = (i + 1) % n;
+            more = true;
         }
     }
 }
 
 static void dispatch_scores(learner_t *l) {
     if (l->done) return;
-    for (size_t i = 0; i < l->n_peers; i++) {
-        peer_t *p = &l->peers[i];
-        if (p->role != PROTO_ROLE_REWARD) continue;
-        while (p->credit > 0) {
+    for (bool more = true; more;) { // round robin as in dispatch_tickets
+        more = false;
+        size_t n = l->n_peers, start = l->rr_reward;
+        for (size_t c = 0; c < n; c++) {
+            size_t i = (start + c) % n;
+            peer_t *p = &l->peers[i];
+            if (p->role != PROTO_ROLE_REWARD || p->credit <= 0) continue;
             tickets_ticket_t tk;
             if (tickets_score_issue(l->tickets, (int64_t)loop_now_ms(l->loop), &tk) != RLHF_OK) return;
             rset_t *r = rset_find(l, tk.id, NULL);
@@ -516,6 +529,8 @@ static void dispatch_scores(learner_t *l) {
             send_routed(l, l->z_score, p);
             p->credit--;
             hold_add(l, tk.id, p->uid, 2);
+            l->rr_reward = (i + 1) % n;
+            more = true;
         }
     }
 }
