@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "common/log.h"
@@ -31,6 +32,7 @@
 #include "common/metrics.h"
 #include "common/model.h"
 #include "common/optim.h"
+#include "common/rng.h"
 #include "common/task.h"
 #include "learner/page.h"
 #include "learner/ppo.h"
@@ -162,6 +164,8 @@ struct learner {
     size_t n_buf, cap_buf;
     uint64_t queued_hint; // tickets may be QUEUED for reissue
     size_t rr_actor, rr_reward; // round-robin start of the next dispatch (peer index)
+    uint64_t first_version;     // version of the first publish: 1, or the checkpoint's when resumed
+    int resumed;                // started from out_dir/checkpoint (run.resume)
     uint64_t dup_samples; // repeated (prompt_index, sample_index) within one ticket
 
     /* weights */
@@ -872,7 +876,7 @@ static rlhf_err_t publish(learner_t *l) {
     atomic_init(&b->refs, 1);
     b->data = data;
     b->size = size;
-    b->version = l->blobs[0] ? l->blobs[0]->version + 1 : 1;
+    b->version = l->blobs[0] ? l->blobs[0]->version + 1 : l->first_version ? l->first_version : 1;
     b->checksum = proto_weights_checksum(data, size);
     blob_unref(l->blobs[1]);
     l->blobs[1] = l->blobs[0];
@@ -987,6 +991,7 @@ static rlhf_err_t save_checkpoint(learner_t *l, int step, char *err, size_t errl
     trainer_state_t ts;
     memset(&ts, 0, sizeof ts);
     ts.step = step;
+    rng_init(&ts.rng, l->cfg.run.seed); // unused by the learner (sampling seeds come from the ticket table)
     rlhf_err_t e = checkpoint_save_model(l->policy, dir, err, errlen);
     if (e == RLHF_OK) e = checkpoint_save_trainer(l->popt, &ts, dir, err, errlen);
     if (e == RLHF_OK) e = checkpoint_save_model(l->critic, cdir, err, errlen);
@@ -1122,16 +1127,210 @@ static rlhf_err_t write_summary(learner_t *l) {
     return e;
 }
 
-static void save_tickets(learner_t *l) {
-    json_t *j = NULL;
-    if (tickets_save(l->tickets, (int64_t)loop_now_ms(l->loop), &j) != RLHF_OK) return;
-    char *text = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (!text) return;
+/* ---- resume: checkpoint/learner.json and checkpoint/buffer.bin ----
+ *
+ * A checkpoint is the policy and critic with their optimizers (written by
+ * the worker right after the update, trainer step = the learner step), then
+ * on the loop thread: buffer.bin (scored samples not trained yet: the ticket
+ * table counts their prompts as used, so they must survive), and last
+ * learner.json (step, weights version, RL state, run counters and the ticket
+ * table), written atomically: it is the commit record, and a resume checks
+ * that every file carries its step. */
+
+#define LEARNER_STATE_FORMAT "rlhf-learner-1"
+static const char BUF_MAGIC[8] = {'R', 'L', 'H', 'F', 'B', 'U', 'F', '1'};
+
+typedef struct { // buffer.bin sample header, then prompt, completion (int32), logprobs, ref (float32)
+    uint32_t n_prompt, n_completion, finish, pad;
+    uint64_t version;
+    double reward;
+} buf_rec_t;
+
+static rlhf_err_t save_buffer(learner_t *l, int step, const char *path, char *err, size_t errlen) {
+    size_t bytes = 8 + 16;
+    for (size_t i = 0; i < l->n_buf; i++)
+        bytes += sizeof(buf_rec_t) + ((size_t)l->buf[i].n_prompt + 3 * (size_t)l->buf[i].n_completion) * 4;
+    bytes += 8;
+    char *m = malloc(bytes), *at = m;
+    if (!m) return rlhf_seterr(err, errlen, RLHF_ENOMEM, "out of memory saving the sample buffer");
+    uint64_t hdr[2] = {(uint64_t)step, (uint64_t)l->n_buf};
+    memcpy(at, BUF_MAGIC, 8), at += 8;
+    memcpy(at, hdr, 16), at += 16;
+    for (size_t i = 0; i < l->n_buf; i++) {
+        const rsample_t *x = &l->buf[i];
+        buf_rec_t r = {x->n_prompt, x->n_completion, x->finish, 0, x->version, x->reward};
+        memcpy(at, &r, sizeof r), at += sizeof r;
+        size_t n = ((size_t)x->n_prompt + 3 * (size_t)x->n_completion) * 4; // the sample's one block
+        memcpy(at, x->prompt, n), at += n;
+    }
+    uint64_t sum = proto_weights_checksum(m, (size_t)(at - m));
+    memcpy(at, &sum, 8), at += 8;
+    rlhf_err_t e = checkpoint_write_file(path, m, (size_t)(at - m), err, errlen);
+    free(m);
+    return e;
+}
+
+static rlhf_err_t load_buffer(learner_t *l, int step, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rlhf_seterr(err, errlen, RLHF_EIO, "%s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *m = len >= 32 ? malloc((size_t)len) : NULL;
+    size_t got = m ? fread(m, 1, (size_t)len, f) : 0;
+    fclose(f);
+    rlhf_err_t e = RLHF_OK;
+    uint64_t hdr[2], sum;
+    if (!m || got != (size_t)len || memcmp(m, BUF_MAGIC, 8) != 0) {
+        e = rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: not a sample buffer (bad size or magic)", path);
+        goto done;
+    }
+    memcpy(hdr, m + 8, 16);
+    memcpy(&sum, m + len - 8, 8);
+    if (sum != proto_weights_checksum(m, (size_t)len - 8)) {
+        e = rlhf_seterr(err, errlen, RLHF_ECHECKSUM, "%s: checksum mismatch (file damaged)", path);
+        goto done;
+    }
+    if (hdr[0] != (uint64_t)step) {
+        e = rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: step %llu, but learner.json says %d (torn checkpoint)",
+                        path, (unsigned long long)hdr[0], step);
+        goto done;
+    }
+    const char *at = m + 24, *end = m + len - 8;
+    int T = l->policy->cfg.max_seq_len;
+    for (uint64_t i = 0; i < hdr[1]; i++) {
+        buf_rec_t r;
+        if (end - at < (ptrdiff_t)sizeof r) goto bad;
+        memcpy(&r, at, sizeof r), at += sizeof r;
+        if (r.n_prompt < 1 || r.n_completion < 1 || (uint64_t)r.n_prompt + r.n_completion > (uint64_t)T) goto bad;
+        size_t n = ((size_t)r.n_prompt + 3 * (size_t)r.n_completion) * 4;
+        if ((size_t)(end - at) < n) goto bad;
+        if (grow((void **)&l->buf, &l->cap_buf, l->n_buf + 1, sizeof(rsample_t)) != RLHF_OK) {
+            e = RLHF_ENOMEM;
+            goto done;
+        }
+        rsample_t *x = &l->buf[l->n_buf];
+        memset(x, 0, sizeof *x);
+        char *blk = malloc(n);
+        if (!blk) {
+            e = RLHF_ENOMEM;
+            goto done;
+        }
+        memcpy(blk, at, n), at += n;
+        x->prompt = (int32_t *)blk;
+        x->completion = x->prompt + r.n_prompt;
+        x->logprobs = (float *)(x->completion + r.n_completion);
+        x->ref = x->logprobs + r.n_completion;
+        x->n_prompt = r.n_prompt, x->n_completion = r.n_completion, x->finish = r.finish;
+        x->version = r.version, x->reward = r.reward, x->have = 1;
+        l->n_buf++;
+    }
+    if (at != end) goto bad;
+    goto done;
+bad:
+    e = rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: sample records do not fit the file or the model", path);
+done:
+    free(m);
+    return e;
+}
+
+/* Called on the loop thread after a checkpointing step: the buffer, then the
+ * commit record. */
+static void save_resume(learner_t *l) {
     char path[CONFIG_PATH_LEN + 48], err[256];
-    snprintf(path, sizeof path, "%s/checkpoint/tickets.json", l->cfg.run.out_dir);
+    snprintf(path, sizeof path, "%s/checkpoint/buffer.bin", l->cfg.run.out_dir);
+    if (save_buffer(l, l->step, path, err, sizeof err) != RLHF_OK) {
+        lg(l, "checkpoint: %s", err);
+        return;
+    }
+    json_t *tj = NULL;
+    if (tickets_save(l->tickets, (int64_t)loop_now_ms(l->loop), &tj) != RLHF_OK) return;
+    json_t *o = json_pack("{s:s, s:i, s:I, s:f, s:f, s:I, s:f, s:I, s:f, s:f, s:f, s:o}", "format",
+                          LEARNER_STATE_FORMAT, "step", l->step, "policy_version",
+                          (json_int_t)(l->blobs[0] ? l->blobs[0]->version : 0), "reward_mean", l->rl.reward.mean,
+                          "reward_m2", l->rl.reward.m2, "reward_count", (json_int_t)l->rl.reward.count, "kl_beta",
+                          l->rl.kl.beta, "samples_used", (json_int_t)l->samples_used, "lag_sum", l->lag_sum,
+                          "busy_s", l->busy_s, "eval_before", isfinite(l->eval_before) ? l->eval_before : -1.0,
+                          "tickets", tj);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text) return;
+    snprintf(path, sizeof path, "%s/checkpoint/learner.json", l->cfg.run.out_dir);
     if (checkpoint_write_file(path, text, strlen(text), err, sizeof err) != RLHF_OK) lg(l, "%s", err);
     free(text);
+}
+
+static double jreal(json_t *o, const char *k, int *ok) {
+    json_t *v = json_object_get(o, k);
+    if (!json_is_number(v)) *ok = 0;
+    return json_number_value(v);
+}
+
+/* Restore a checkpoint written by save_resume into a learner built from
+ * the same config (models, optimizers and RL state allocated). On error the
+ * message names the file and what is wrong. */
+static rlhf_err_t load_resume(learner_t *l, const tickets_config_t *tc, char *err, size_t errlen) {
+    char dir[CONFIG_PATH_LEN + 32], sub[CONFIG_PATH_LEN + 48];
+    snprintf(dir, sizeof dir, "%s/checkpoint", l->cfg.run.out_dir);
+    snprintf(sub, sizeof sub, "%s/learner.json", dir);
+    json_error_t je;
+    json_t *o = json_load_file(sub, 0, &je);
+    if (!o) return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: %s (line %d)", sub, je.text, je.line);
+    rlhf_err_t e = RLHF_OK;
+    int ok = json_is_string(json_object_get(o, "format")) &&
+             strcmp(json_string_value(json_object_get(o, "format")), LEARNER_STATE_FORMAT) == 0;
+    int step = (int)jreal(o, "step", &ok);
+    uint64_t version = (uint64_t)jreal(o, "policy_version", &ok);
+    l->rl.reward.mean = jreal(o, "reward_mean", &ok);
+    l->rl.reward.m2 = jreal(o, "reward_m2", &ok);
+    l->rl.reward.count = (int64_t)jreal(o, "reward_count", &ok);
+    l->rl.kl.beta = jreal(o, "kl_beta", &ok);
+    l->samples_used = (uint64_t)jreal(o, "samples_used", &ok);
+    l->lag_sum = jreal(o, "lag_sum", &ok);
+    l->busy_s = jreal(o, "busy_s", &ok);
+    double eb = jreal(o, "eval_before", &ok);
+    if (!ok || step < 1 || version < 1) {
+        e = rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: not a learner checkpoint of format %s", sub,
+                        LEARNER_STATE_FORMAT);
+        goto done;
+    }
+    /* policy and critic with their optimizers, each checked against the step */
+    for (int c = 0; c < 2; c++) {
+        model_t *m = c ? l->critic : l->policy, *saved = NULL;
+        adamw_t *opt = c ? l->copt : l->popt;
+        snprintf(sub, sizeof sub, c ? "%s/critic" : "%s", dir);
+        trainer_state_t ts;
+        if ((e = checkpoint_load_model(sub, &saved, err, errlen)) != RLHF_OK) goto done;
+        if (saved->n_params != m->n_params || saved->cfg.scalar_head != m->cfg.scalar_head) {
+            model_destroy(&saved);
+            e = rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: the checkpoint's model shape differs from the config's",
+                            sub);
+            goto done;
+        }
+        memcpy(m->params_mem, saved->params_mem, m->n_params * sizeof(float));
+        model_destroy(&saved);
+        if ((e = checkpoint_load_trainer(opt, &ts, sub, err, errlen)) != RLHF_OK) goto done;
+        if (ts.step != step) {
+            e = rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: trainer step %lld, but learner.json says %d (torn "
+                            "checkpoint: delete %s to start over)", sub, (long long)ts.step, step, dir);
+            goto done;
+        }
+    }
+    tickets_t *t = NULL;
+    if ((e = tickets_load(&t, tc, json_object_get(o, "tickets"), (int64_t)loop_now_ms(l->loop),
+                          TICKETS_LOAD_RESTART, err, errlen)) != RLHF_OK)
+        goto done;
+    tickets_destroy(&l->tickets);
+    l->tickets = t;
+    snprintf(sub, sizeof sub, "%s/buffer.bin", dir);
+    if ((e = load_buffer(l, step, sub, err, errlen)) != RLHF_OK) goto done;
+    l->step = step;
+    l->first_version = version;
+    l->eval_before = eb >= 0 ? eb : NAN;
+    l->resumed = 1;
+done:
+    json_decref(o);
+    return e;
 }
 
 static void job_done(loop_t *lp, void *arg, bool cancelled) {
@@ -1172,7 +1371,7 @@ static void job_done(loop_t *lp, void *arg, bool cancelled) {
         if (publish(l) != RLHF_OK) lg(l, "out of memory publishing weights");
         status_note_step(l, j, now_s() - t_pub);
         write_metrics_line(l, j, j->n ? lag / j->n : 0.0);
-        if (j->do_ckpt) save_tickets(l);
+        if (j->do_ckpt) save_resume(l);
         lg(l, "step %d/%d: version %llu reward %.4f kl %.4f entropy %.3f clip %.3f value_err %.4f (%.2f s)%s", j->step,
            l->cfg.run.steps, (unsigned long long)l->blobs[0]->version, j->stats.reward_mean, j->stats.kl,
            j->stats.entropy, j->stats.clip_frac, j->stats.value_error, j->stats.t_total,
@@ -1617,12 +1816,21 @@ rlhf_err_t learner_new(learner_t **out, const rlhf_config_t *cfg, const char *id
     /* the run folder */
     if ((e = checkpoint_mkdirs(cfg->run.out_dir, err, errlen)) != RLHF_OK) goto fail;
     char path[CONFIG_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/checkpoint/learner.json", cfg->run.out_dir);
+    int resume = cfg->run.resume && access(path, R_OK) == 0;
+    if (cfg->run.resume && !resume) lg(l, "run.resume: no checkpoint in %s/checkpoint yet, starting fresh", cfg->run.out_dir);
+    if (resume) {
+        tickets_config_t tcf = *tickets_config(l->tickets);
+        if ((e = load_resume(l, &tcf, err, errlen)) != RLHF_OK) goto fail;
+        lg(l, "resumed from %s: step %d, weights version %llu, %zu scored samples buffered", path, l->step,
+           (unsigned long long)l->first_version, l->n_buf);
+    }
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run.out_dir);
-    if (!(l->metrics_f = fopen(path, "w"))) {
+    if (!(l->metrics_f = fopen(path, resume ? "a" : "w"))) {
         e = rlhf_seterr(err, errlen, RLHF_EIO, "%s: %s", path, strerror(errno));
         goto fail;
     }
-    if ((e = publish(l)) != RLHF_OK) goto fail_mem; // version 1
+    if ((e = publish(l)) != RLHF_OK) goto fail_mem; // version 1, or the checkpoint's
     *out = l;
     return RLHF_OK;
 fail_mem:
@@ -1697,10 +1905,14 @@ rlhf_err_t learner_run(learner_t *l) {
        l->cfg.ppo.batch_prompts, l->cfg.ppo.k);
     loop_timer_start(l->t_tick, 200, 200);
     loop_timer_start(l->t_announce, ANNOUNCE_MS, ANNOUNCE_MS);
-    job_t *j = job_new(l, JOB_EVAL_BEFORE);
-    if (!j || loop_submit(l->loop, job_work, job_done, j) != RLHF_OK) {
-        free(j);
-        return RLHF_ENOMEM;
+    if (!l->resumed) { // a resumed run keeps the eval_before of its start
+        job_t *j = job_new(l, JOB_EVAL_BEFORE);
+        if (!j || loop_submit(l->loop, job_work, job_done, j) != RLHF_OK) {
+            free(j);
+            return RLHF_ENOMEM;
+        }
+    } else {
+        maybe_train(l); // the checkpoint's buffered samples may already make a batch
     }
     if (l->cfg.run.steps <= 0) finish(l);
     announce(l);

@@ -66,6 +66,9 @@ struct reward {
     http_server_t *http;
     void *zctx, *score_sock, *scored_sock; // owned zmq context and sockets
     loop_zsock_t *zscore, *zscored;        // registrations, owned by the loop
+    void *mon_sock;                        // PAIR receiving the score socket's connect events
+    loop_zsock_t *zmon;
+    int n_connects;
     loop_timer_t *tick;
 
     model_t *ref;          // frozen reference, owned
@@ -585,6 +588,33 @@ static void on_scored(loop_zsock_t *z, zmq_msg_t *parts, size_t nparts, void *ud
     (void)z, (void)parts, (void)nparts, (void)ud; // a PUSH socket never receives
 }
 
+/* The learner may have restarted and forgotten us: hello again, and re-grant
+ * every slot not holding a job (hello resets its credit). */
+static void hello_again(reward_t *r) {
+    r->heard_learner = false;
+    send_hello(r);
+    r->credit_free = 0;
+    send_credit(r, r->cfg.reward.credit - in_flight(r));
+}
+
+/* Events of the score socket (zmq_socket_monitor): a connection after the
+ * first is a learner that came back (restarted, perhaps from a checkpoint),
+ * which knows nothing of us: say hello at once instead of after the silence
+ * timeout, since its heartbeats would otherwise keep us from noticing. */
+static void on_monitor(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
+    (void)z;
+    reward_t *r = ud;
+    if (n < 1 || zmq_msg_size(&parts[0]) < 6) return;
+    uint16_t ev;
+    memcpy(&ev, zmq_msg_data(&parts[0]), sizeof ev);
+    if (ev == ZMQ_EVENT_DISCONNECTED) {
+        rlog(r, "lost the connection to %s", r->score_ep);
+    } else if (ev == ZMQ_EVENT_CONNECTED && ++r->n_connects > 1 && r->started && !r->draining && !r->bye_sent) {
+        rlog(r, "reconnected to %s: hello again", r->score_ep);
+        hello_again(r);
+    }
+}
+
 static void on_tick(loop_timer_t *t, void *ud) {
     (void)t;
     reward_t *r = ud;
@@ -600,14 +630,9 @@ static void on_tick(loop_timer_t *t, void *ud) {
         return;
     }
     if (now - r->last_rx_ms >= REWARD_SILENCE_MS && now - r->last_hello_ms >= REWARD_SILENCE_MS && !r->draining) {
-        /* the learner may have restarted and forgotten us: hello again, and
-         * re-grant every slot not holding a job (hello resets its credit) */
         rlog(r, "no word from the learner at %s for %.0f s: saying hello again", r->score_ep,
              (double)(now - r->last_rx_ms) / 1e3);
-        r->heard_learner = false;
-        send_hello(r);
-        r->credit_free = 0;
-        send_credit(r, r->cfg.reward.credit - in_flight(r));
+        hello_again(r);
     }
     if (now - r->last_stats_ms >= REWARD_STATS_MS && !r->draining) send_stats(r);
     if (now - r->last_tx_ms >= REWARD_HEARTBEAT_MS) send_heartbeat(r);
@@ -785,7 +810,17 @@ rlhf_err_t reward_new(const rlhf_config_t *cfg, const char *id, reward_t **out, 
     if ((rc = open_socket(r, ZMQ_DEALER, r->score_ep, &r->score_sock, err, errlen)) != RLHF_OK ||
         (rc = open_socket(r, ZMQ_PUSH, r->scored_ep, &r->scored_sock, err, errlen)) != RLHF_OK)
         goto fail;
-    if ((rc = loop_zsock_add(r->loop, r->score_sock, "score", on_score, r, &r->zscore)) != RLHF_OK ||
+    char mon_ep[64];
+    snprintf(mon_ep, sizeof mon_ep, "inproc://reward-score-monitor-%p", (void *)r);
+    if (zmq_socket_monitor(r->score_sock, mon_ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+        !(r->mon_sock = zmq_socket(r->zctx, ZMQ_PAIR)) || zmq_connect(r->mon_sock, mon_ep) != 0) {
+        rc = rlhf_seterr(err, errlen, RLHF_EIO, "zmq_socket_monitor: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    int zero = 0;
+    zmq_setsockopt(r->mon_sock, ZMQ_LINGER, &zero, sizeof zero);
+    if ((rc = loop_zsock_add(r->loop, r->mon_sock, NULL, on_monitor, r, &r->zmon)) != RLHF_OK ||
+        (rc = loop_zsock_add(r->loop, r->score_sock, "score", on_score, r, &r->zscore)) != RLHF_OK ||
         (rc = loop_zsock_add(r->loop, r->scored_sock, "scored", on_scored, r, &r->zscored)) != RLHF_OK ||
         (rc = loop_timer_new(r->loop, on_tick, r, &r->tick)) != RLHF_OK ||
         (rc = loop_catch_signals(r->loop, on_signal, NULL, r)) != RLHF_OK) {
@@ -845,8 +880,11 @@ void reward_destroy(reward_t **p) {
     http_server_destroy(&r->http);
     loop_zsock_remove(&r->zscore);
     loop_zsock_remove(&r->zscored);
+    loop_zsock_remove(&r->zmon);
     loop_timer_destroy(&r->tick);
     loop_destroy(&r->loop); // a running job finishes; its done(cancelled) frees it
+    if (r->score_sock && r->mon_sock) zmq_socket_monitor(r->score_sock, NULL, 0);
+    if (r->mon_sock) zmq_close(r->mon_sock);
     if (r->score_sock) zmq_close(r->score_sock);
     if (r->scored_sock) zmq_close(r->scored_sock);
     if (r->zctx) zmq_ctx_term(r->zctx); // flushes for up to REWARD_LINGER_MS
