@@ -271,17 +271,25 @@ int task_answer_text(const task_t *t, int split, int i, char *buf, size_t cap) {
     return snprintf(buf, cap, "%u", (unsigned)(t->a[split][i] + t->b[split][i]));
 }
 
-/* Column sums mod 10, i.e. a + b with every carry forgotten. */
-static uint32_t add_careless(uint32_t a, uint32_t b) {
-    uint32_t r = 0, place = 1;
-    for (; a || b; a /= 10, b /= 10, place *= 10) r += ((a % 10 + b % 10) % 10) * place;
-    return r;
+/* Digits of x (x = 0 has one). */
+static int ndigits(uint32_t x) {
+    int d = 1;
+    while (x >= 10) x /= 10, d++;
+    return d;
+}
+
+/* The careless answer's width: digits of the longer operand. The answer is
+ * a + b mod 10^width, written with that many digits: the carry out of the
+ * leftmost column is forgotten (58+67 -> "25", 50+50 -> "00"). */
+static int careless_width(uint32_t a, uint32_t b) {
+    int da = ndigits(a), db = ndigits(b);
+    return da > db ? da : db;
 }
 
 int task_demo_is_careless(const task_t *t, int split, int i) {
     if (!valid(t, split, i)) return -1;
     uint32_t a = t->a[split][i], b = t->b[split][i];
-    if (t->cfg.careless <= 0.0f || add_careless(a, b) == a + b) return 0;
+    if (t->cfg.careless <= 0.0f || ndigits(a + b) <= careless_width(a, b)) return 0; // no carry out
     /* top 24 bits of a keyed hash as a uniform draw in [0, 1) */
     uint64_t h = rng_mix(rng_mix(t->cfg.seed ^ 0x6361726573737373ULL) ^ (((uint64_t)a << 32) | b)); // "caress.."
     return (double)(h >> 40) / (double)(1u << 24) < (double)t->cfg.careless;
@@ -291,7 +299,9 @@ int task_demo(const task_t *t, int split, int i, int *tokens, int cap) {
     int careless = task_demo_is_careless(t, split, i);
     if (careless <= 0) return careless < 0 ? -1 : task_answer(t, split, i, tokens, cap);
     char text[MAX_TEXT];
-    int len = snprintf(text, sizeof text, "%u", (unsigned)add_careless(t->a[split][i], t->b[split][i]));
+    uint32_t a = t->a[split][i], b = t->b[split][i];
+    int w = careless_width(a, b);
+    int len = snprintf(text, sizeof text, "%0*u", w, (unsigned)((a + b) % pow10_u32[w]));
     if (cap < len + 1) return -1;
     tok_encode(text, (size_t)len, tokens, cap);
     tokens[len] = TOK_EOS;

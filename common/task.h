@@ -21,13 +21,16 @@
  *          whatever the split sizes.
  *
  * Demonstrations (task_demo, the SFT data) are the reference answers, except
- * that a fraction cfg.careless of the problems that need a carry get the
- * answer of a careless demonstrator who forgets every carry: 58+67 -> "15"
- * (column sums mod 10: 5+6 -> 1, 8+7 -> 5). Which problems is fixed by a
- * hash of (a, b, seed). A model fine-tuned on these learns to drop carries
- * most of the time; the verifier (task_score) and the held-out evaluation
- * always use the true sum, so RL against the verifier has to unlearn it —
- * imitation of imperfect demonstrations, then RL past them, in miniature.
+ * that a fraction cfg.careless of the problems whose sum carries out of the
+ * leftmost column get the answer of a careless demonstrator who forgets that
+ * last carry: 58+67 -> "25", 50+50 -> "00" (the sum mod 10^w, written with
+ * w digits, w the longer operand's digit count). Which problems is fixed by
+ * a hash of (a, b, seed). The error sits in one decision (write the leading
+ * 1 or not), so the rest of the skill is learnt from clean digits; a model
+ * fine-tuned on these drops the leading 1 most of the time, while the
+ * verifier (task_score) and the held-out evaluation always use the true sum,
+ * so RL against the verifier has to unlearn the habit: imitation of
+ * imperfect demonstrations, then RL past them, in miniature.
  *
  * What it deliberately is not: no partial credit (a score is 0 or 1), no
  * chat template (prompts are BOS + bytes; wrap with tok_chat_prompt if a

@@ -737,9 +737,11 @@ static void test_learner_restart(void **state) {
     assert_int_equal(fake_recv_score(&f, 5000), PROTO_SCORE_REQUEST);
     assert_int_equal(f.m.score_request.credit, 2);
 
-    /* and it works for the new learner */
+    /* and it works for the new learner (the worker runs the config's default task) */
+    rlhf_config_t dc;
+    config_init(&dc);
     task_config_t tc;
-    task_config_default("add", &tc);
+    config_to_task(&dc, &tc);
     task_t *t = task_new("add", &tc);
     int ans[32], na = task_answer(t, TASK_HELDOUT, 2, ans, 32);
     sample_t smp;
