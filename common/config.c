@@ -67,7 +67,7 @@ static const config_key_t SCHEMA[] = {
           "run folder: metrics.jsonl, checkpoints, final/, summary.json, plots"),
     K_U64("run.seed", run.seed, "1", "master seed: model init, prompt order, sampling seeds"),
     K_ENUM("run.algo", run.algo, "ppo", ALGOS, "ppo (critic + GAE), grpo (group mean/std), rloo (leave-one-out)"),
-    K_INT("run.steps", run.steps, "30", 1, BIG, "learner steps (policy updates) of the RL stage"),
+    K_INT("run.steps", run.steps, "40", 1, BIG, "learner steps (policy updates) of the RL stage"),
     K_INT("run.actors", run.actors, "2", 1, 256, "`rlhf run`: actor processes to start"),
     K_INT("run.reward_workers", run.reward_workers, "1", 1, 256, "`rlhf run`: reward worker processes to start"),
     K_INT("run.max_lag", run.max_lag, "1", 0, 1000,
@@ -95,7 +95,7 @@ static const config_key_t SCHEMA[] = {
           "fraction of SFT demonstrations that forget the final carry (58+67=25); RL must fix them"),
 
     /* sft */
-    K_INT("sft.steps", sft.steps, "800", 0, BIG, "SFT warm-up steps before RL; 0 = none (none either with model.init)"),
+    K_INT("sft.steps", sft.steps, "1200", 0, BIG, "SFT warm-up steps before RL; 0 = none (none either with model.init)"),
     K_INT("sft.batch", sft.batch, "64", 1, 4096, "SFT sequences per step"),
     K_FLT("sft.lr", sft.lr, "2e-3", 0, 1, OPEN_LO, "SFT peak learning rate (warm-up, then cosine)"),
     K_INT("sft.warmup", sft.warmup, "150", 0, BIG, "SFT warm-up steps of the learning rate"),

@@ -808,8 +808,8 @@ static void test_bridges(void **state) {
 
     sft_config_t s;
     config_to_sft(&c, &s);
-    assert_int_equal(s.steps, 800);
-    assert_int_equal(s.opt.total_steps, 800);
+    assert_int_equal(s.steps, 1200);
+    assert_int_equal(s.opt.total_steps, 1200);
     assert_int_equal(s.opt.warmup_steps, 150);
     assert_true(s.seed == c.run.seed);
     assert_int_equal(config_set(&c, "sft.steps", "10", err, sizeof err), RLHF_OK);
