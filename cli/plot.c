@@ -119,6 +119,23 @@ int plot_metrics(const char *jsonl_path, const char *png_path, const char *const
     }
     free(line);
     fclose(f);
+    /* the held-out score before any RL step (summary.json's eval_before, at
+     * step 0): without it the curve would hide the lift that matters most */
+    char sum_path[4096];
+    const char *slash = strrchr(jsonl_path, '/');
+    snprintf(sum_path, sizeof sum_path, "%.*s%ssummary.json", slash ? (int)(slash - jsonl_path) : 0, jsonl_path,
+             slash ? "/" : "");
+    json_t *sum = json_load_file(sum_path, 0, NULL);
+    json_t *eb = sum ? json_object_get(sum, "eval_before") : NULL;
+    for (int k = 0; k < ns && json_is_number(eb) && isfinite(json_number_value(eb)); k++) {
+        if (strcmp(s[k].key, "heldout_score") != 0) continue;
+        series_push(&s[k], 0.0, json_number_value(eb)); // then rotate it to the front
+        memmove(s[k].x + 1, s[k].x, sizeof(double) * (s[k].n - 1));
+        memmove(s[k].y + 1, s[k].y, sizeof(double) * (s[k].n - 1));
+        s[k].x[0] = 0.0, s[k].y[0] = json_number_value(eb);
+        xmin = fmin(xmin, 0.0), xmax = fmax(xmax, 0.0);
+    }
+    json_decref(sum);
     int panels = 0;
     for (int k = 0; k < ns; k++) panels += s[k].n > 0;
     int rc = -1;

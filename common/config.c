@@ -159,7 +159,7 @@ static const config_key_t SCHEMA[] = {
           "epochs handed out at once; 1 = strict barrier between epochs"),
     K_INT("learner.checkpoint_every", learner.checkpoint_every, "50", 0, BIG,
           "checkpoint every N steps; 0 = only at the end"),
-    K_INT("learner.eval_every", learner.eval_every, "10", 0, BIG,
+    K_INT("learner.eval_every", learner.eval_every, "5", 0, BIG,
           "held-out eval every N steps; 0 = only before and after"),
     K_INT("learner.threads", learner.threads, "0", 0, 1024, "compute threads; 0 = all cores"),
     K_FLT("learner.logprob_tol", learner.logprob_tol, "1e-3", 0, 1e6, 0,
