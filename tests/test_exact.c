@@ -47,63 +47,16 @@
 #include "common/task.h"
 #include "learner/ppo.h"
 #include "learner/tickets.h"
+#include "tests/testprocs.h"
 
 #define STEPS 3
 
-static pid_t kids[3];
-
-static void kill_all(void) {
-    for (int i = 0; i < 3; i++)
-        if (kids[i] > 0) {
-            kill(kids[i], SIGKILL);
-            waitpid(kids[i], NULL, 0);
-            kids[i] = 0;
-        }
-}
+static pid_t kids[3]; // learner, reward worker, actor
 
 static int teardown(void **state) {
     (void)state;
-    kill_all();
+    tp_kill_all();
     return 0;
-}
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static pid_t spawn(int slot, const char *prog, const char *cfg, const char *id, const char *log) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", RLHF_BIN_DIR, prog);
-    pid_t p = fork();
-    if (p == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(path, prog, "--config", cfg, "--id", id, (char *)NULL);
-        _exit(127);
-    }
-    kids[slot] = p;
-    return p;
-}
-
-/* exit status, 1000 + signal, or -1 after timeout_s */
-static int wait_exit(int slot, double timeout_s) {
-    struct timespec d = {0, 50 * 1000 * 1000};
-    for (double t = 0; t < timeout_s; t += 0.05) {
-        int st;
-        if (waitpid(kids[slot], &st, WNOHANG) == kids[slot]) {
-            kids[slot] = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
-        }
-        nanosleep(&d, NULL);
-    }
-    return -1;
 }
 
 /* A policy that sometimes answers one-digit sums right. */
@@ -288,7 +241,7 @@ static void test_bit_identical(void **state) {
     snprintf(cfgpath, sizeof cfgpath, "%s/run.yaml", dir);
     snprintf(init, sizeof init, "%s/init", dir);
     int p[7];
-    for (int i = 0; i < 7; i++) assert_true((p[i] = free_port()) > 0);
+    for (int i = 0; i < 7; i++) assert_true((p[i] = tp_free_port()) > 0);
     FILE *f = fopen(cfgpath, "w");
     assert_non_null(f);
     fprintf(f,
@@ -311,17 +264,17 @@ static void test_bit_identical(void **state) {
     make_init(&cfg, init);
 
     snprintf(log, sizeof log, "%s/learner.log", dir);
-    spawn(0, "rlhf-learner", cfgpath, "L", log);
+    kids[0] = tp_spawn("rlhf-learner", cfgpath, "L", log);
     snprintf(log, sizeof log, "%s/reward.log", dir);
-    spawn(1, "rlhf-reward", cfgpath, "r0", log);
+    kids[1] = tp_spawn("rlhf-reward", cfgpath, "r0", log);
     snprintf(log, sizeof log, "%s/actor.log", dir);
-    spawn(2, "rlhf-actor", cfgpath, "a0", log);
+    kids[2] = tp_spawn("rlhf-actor", cfgpath, "a0", log);
 
     float *want = NULL;
     double reward = 0;
     reference_loop(&cfg, &want, &reward); // meanwhile the processes run
 
-    int lrc = wait_exit(0, 120);
+    int lrc = tp_wait_exit(kids[0], 120);
     if (lrc != 0) {
         snprintf(path, sizeof path, "tail -n 20 %s/*.log >&2", dir);
         if (system(path) != 0) fprintf(stderr, "(no logs)\n");
@@ -329,8 +282,8 @@ static void test_bit_identical(void **state) {
     assert_int_equal(lrc, 0);
     kill(kids[1], SIGTERM);
     kill(kids[2], SIGTERM);
-    assert_int_equal(wait_exit(1, 10), 0);
-    assert_int_equal(wait_exit(2, 10), 0);
+    assert_int_equal(tp_wait_exit(kids[1], 10), 0);
+    assert_int_equal(tp_wait_exit(kids[2], 10), 0);
 
     snprintf(path, sizeof path, "%s/out/final", dir);
     model_t *got = NULL;

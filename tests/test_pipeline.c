@@ -40,64 +40,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAXKIDS 8
-static pid_t kids[MAXKIDS];
-static int nkids;
+#include "tests/testprocs.h"
 
-static void kill_all(void) {
-    for (int i = 0; i < nkids; i++)
-        if (kids[i] > 0) {
-            kill(kids[i], SIGKILL);
-            waitpid(kids[i], NULL, 0);
-            kids[i] = 0;
-        }
-    nkids = 0;
-}
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static pid_t spawn(const char *prog, const char *cfg, const char *id, const char *log) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", RLHF_BIN_DIR, prog);
-    pid_t p = fork();
-    if (p == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(path, prog, "--config", cfg, "--id", id, (char *)NULL);
-        _exit(127);
-    }
-    if (p > 0 && nkids < MAXKIDS) kids[nkids++] = p;
-    return p;
-}
-
-/* wait for pid up to timeout_s; returns its exit status (0..255), 1000 + signal, or -1 on timeout */
-static int wait_exit(pid_t pid, double timeout_s) {
-    struct timespec d = {0, 50 * 1000 * 1000};
-    for (double t = 0; t < timeout_s; t += 0.05) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            for (int i = 0; i < nkids; i++)
-                if (kids[i] == pid) kids[i] = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
-        }
-        nanosleep(&d, NULL);
-    }
-    return -1;
-}
 
 static int teardown(void **state) {
     (void)state;
-    kill_all();
+    tp_kill_all();
     return 0;
 }
 
@@ -123,7 +71,7 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
     char cfgpath[256], path[300];
     snprintf(cfgpath, sizeof cfgpath, "%s/run.yaml", dir);
     int p[7];
-    for (int i = 0; i < 7; i++) assert_true((p[i] = free_port()) > 0);
+    for (int i = 0; i < 7; i++) assert_true((p[i] = tp_free_port()) > 0);
     FILE *f = fopen(cfgpath, "w");
     assert_non_null(f);
     int steps = kill9 ? 6 : 4;
@@ -144,19 +92,19 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
 
     char log[300];
     snprintf(log, sizeof log, "%s/learner.log", dir);
-    pid_t lp = spawn("rlhf-learner", cfgpath, "L", log);
+    pid_t lp = tp_spawn("rlhf-learner", cfgpath, "L", log);
     pid_t rp[2], ap[3] = {0, 0, 0};
     for (int i = 0; i < 2; i++) {
         char id[16];
         snprintf(id, sizeof id, "r%d", i);
         snprintf(log, sizeof log, "%s/%s.log", dir, id);
-        rp[i] = spawn("rlhf-reward", cfgpath, id, log);
+        rp[i] = tp_spawn("rlhf-reward", cfgpath, id, log);
     }
     for (int i = 0; i < n_actors; i++) {
         char id[16];
         snprintf(id, sizeof id, "a%d", i);
         snprintf(log, sizeof log, "%s/%s.log", dir, id);
-        ap[i] = spawn("rlhf-actor", cfgpath, id, log);
+        ap[i] = tp_spawn("rlhf-actor", cfgpath, id, log);
     }
     if (kill_workers) { // once the learner has done a step, kill -9 one actor and one reward worker
         snprintf(path, sizeof path, "%s/out/metrics.jsonl", dir);
@@ -170,8 +118,8 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
         }
         kill(ap[0], SIGKILL);
         kill(rp[0], SIGKILL);
-        assert_int_equal(wait_exit(ap[0], 5), 1000 + SIGKILL);
-        assert_int_equal(wait_exit(rp[0], 5), 1000 + SIGKILL);
+        assert_int_equal(tp_wait_exit(ap[0], 5), 1000 + SIGKILL);
+        assert_int_equal(tp_wait_exit(rp[0], 5), 1000 + SIGKILL);
     }
     if (kill9 == 2) { // once a checkpoint exists, kill -9 the learner and start it again with run.resume
         snprintf(path, sizeof path, "%s/out/checkpoint/learner.json", dir);
@@ -179,24 +127,24 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
         for (int i = 0; i < 3000 && access(path, R_OK) != 0; i++) nanosleep(&d, NULL);
         assert_int_equal(access(path, R_OK), 0);
         kill(lp, SIGKILL);
-        assert_int_equal(wait_exit(lp, 5), 1000 + SIGKILL);
+        assert_int_equal(tp_wait_exit(lp, 5), 1000 + SIGKILL);
         snprintf(log, sizeof log, "%s/learner2.log", dir);
         setenv("RLHF_RUN_RESUME", "true", 1);
-        lp = spawn("rlhf-learner", cfgpath, "L2", log);
+        lp = tp_spawn("rlhf-learner", cfgpath, "L2", log);
         unsetenv("RLHF_RUN_RESUME");
     }
-    int lrc = wait_exit(lp, 90);
+    int lrc = tp_wait_exit(lp, 90);
     if (lrc != 0) dump_logs(dir);
     assert_int_equal(lrc, 0);
     for (int i = kill_workers ? 1 : 0; i < n_actors; i++) kill(ap[i], SIGTERM);
     for (int i = kill_workers ? 1 : 0; i < 2; i++) kill(rp[i], SIGTERM);
     for (int i = kill_workers ? 1 : 0; i < n_actors; i++) {
-        int rc = wait_exit(ap[i], 10);
+        int rc = tp_wait_exit(ap[i], 10);
         if (rc != 0) dump_logs(dir);
         assert_int_equal(rc, 0);
     }
     for (int i = kill_workers ? 1 : 0; i < 2; i++) {
-        int rc = wait_exit(rp[i], 10);
+        int rc = tp_wait_exit(rp[i], 10);
         if (rc != 0) dump_logs(dir);
         assert_int_equal(rc, 0);
     }
@@ -299,7 +247,7 @@ static void test_learner_restart(void **state) {
 }
 
 int main(void) {
-    atexit(kill_all);
+    atexit(tp_kill_all);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_balance, teardown),
         cmocka_unit_test_teardown(test_on_policy, teardown),

@@ -36,46 +36,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAXKIDS 4
-static pid_t kids[MAXKIDS];
-static int nkids;
+#include "tests/testprocs.h"
+
 static char dir[] = "/tmp/rlhf_test_top_XXXXXX";
 static int http_port;
-
-static void kill_all(void) {
-    for (int i = 0; i < nkids; i++)
-        if (kids[i] > 0) {
-            kill(kids[i], SIGKILL);
-            waitpid(kids[i], NULL, 0);
-            kids[i] = 0;
-        }
-    nkids = 0;
-}
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static pid_t spawn(const char *prog, const char *cfg, const char *id, const char *log) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", RLHF_BIN_DIR, prog);
-    pid_t p = fork();
-    if (p == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(path, prog, "--config", cfg, "--id", id, (char *)NULL);
-        _exit(127);
-    }
-    if (p > 0 && nkids < MAXKIDS) kids[nkids++] = p;
-    return p;
-}
 
 /* GET path from the learner: the whole response (headers too), malloc'd; NULL on failure. */
 static char *http_get(const char *path) {
@@ -146,7 +110,7 @@ static int setup(void **state) {
     char cfgpath[256], log[300];
     snprintf(cfgpath, sizeof cfgpath, "%s/run.yaml", dir);
     int p[7];
-    for (int i = 0; i < 7; i++) assert_true((p[i] = free_port()) > 0);
+    for (int i = 0; i < 7; i++) assert_true((p[i] = tp_free_port()) > 0);
     http_port = p[6];
     FILE *f = fopen(cfgpath, "w");
     assert_non_null(f);
@@ -164,11 +128,11 @@ static int setup(void **state) {
             dir, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     fclose(f);
     snprintf(log, sizeof log, "%s/learner.log", dir);
-    spawn("rlhf-learner", cfgpath, "L", log);
+    tp_spawn("rlhf-learner", cfgpath, "L", log);
     snprintf(log, sizeof log, "%s/r0.log", dir);
-    spawn("rlhf-reward", cfgpath, "r0", log);
+    tp_spawn("rlhf-reward", cfgpath, "r0", log);
     snprintf(log, sizeof log, "%s/a0.log", dir);
-    spawn("rlhf-actor", cfgpath, "a0", log);
+    tp_spawn("rlhf-actor", cfgpath, "a0", log);
     struct timespec d = {0, 100 * 1000 * 1000};
     int step = -1;
     for (int i = 0; i < 1200 && step < 3; i++) { // up to 120 s (sanitizer builds are slow)
@@ -182,7 +146,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    kill_all();
+    tp_kill_all();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
@@ -298,7 +262,7 @@ static void test_unreachable(void **state) {
 }
 
 int main(void) {
-    atexit(kill_all);
+    atexit(tp_kill_all);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_page),
