@@ -17,7 +17,8 @@
  *                    fake reward worker (plain zmq sockets in the test thread)
  *                    complete tickets until one PPO step happens; version 2 is
  *                    announced, fetched in chunks and its checksum matches;
- *                    an unknown version gets status 1; summary.json balances.
+ *                    an unknown version gets status 1; summary.json balances;
+ *                    the fake actor's made-up log-probs are all caught.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
@@ -581,6 +582,9 @@ static void test_hub(void **state) {
     assert_int_equal(json_integer_value(json_object_get(sj, "steps")), 1);
     assert_int_equal(json_integer_value(json_object_get(sj, "policy_version")), 2);
     assert_int_equal(json_integer_value(json_object_get(sj, "samples_used")), 8);
+    /* the fake actor's log-probs (-1, -1.5) are made up, not the policy's (~ -5.6 per token for a
+     * fresh tiny model), for the version they claim: every sample is caught and left out */
+    assert_int_equal(json_integer_value(json_object_get(sj, "logprob_mismatches")), 8);
     assert_int_equal(json_integer_value(json_object_get(sj, "prompts_lost")), 0);
     assert_int_equal(json_integer_value(json_object_get(sj, "messages_rejected")), 0);
     assert_string_equal(json_string_value(json_object_get(sj, "invariants")), "ok");
