@@ -93,7 +93,8 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
     char log[300];
     snprintf(log, sizeof log, "%s/learner.log", dir);
     pid_t lp = tp_spawn("rlhf-learner", cfgpath, "L", log);
-    pid_t rp[2], ap[3] = {0, 0, 0};
+    pid_t rp[2], ap[4] = {0, 0, 0, 0};
+    assert_true(n_actors <= 4);
     for (int i = 0; i < 2; i++) {
         char id[16];
         snprintf(id, sizeof id, "r%d", i);
@@ -215,6 +216,19 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
         assert_int_equal(geti(e0, "reused"), 0);
     }
     json_decref(s);
+    /* every actor got work: the learner hands tickets out round robin, so
+     * even when the in-flight limit is below the actors' total credit (on
+     * policy: one batch = 4 tickets, 4 actors x credit 2) none is starved */
+    for (int i = kill_workers ? 1 : 0; i < n_actors; i++) {
+        snprintf(path, sizeof path, "%s/a%d.log", dir, i);
+        FILE *al = fopen(path, "r");
+        assert_non_null(al);
+        int tickets = 0;
+        while (fgets(line, sizeof line, al)) tickets += strstr(line, "] ticket ") != NULL;
+        fclose(al);
+        if (tickets == 0) fprintf(stderr, "actor a%d generated no ticket\n", i);
+        assert_true(tickets > 0);
+    }
     snprintf(path, sizeof path, "%s/out/final/model.safetensors", dir);
     assert_int_equal(access(path, R_OK), 0);
     char cmd[300];
@@ -230,6 +244,13 @@ static void test_balance(void **state) {
 static void test_on_policy(void **state) {
     (void)state;
     run_pipeline(0, 0, 1, 256);
+}
+
+/* On policy with more credit than tickets in flight: every actor still gets
+ * work (they would not if the learner always served its first peers). */
+static void test_fair(void **state) {
+    (void)state;
+    run_pipeline(0, 0, 4, 256);
 }
 
 static void test_kill9(void **state) {
@@ -251,6 +272,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_balance, teardown),
         cmocka_unit_test_teardown(test_on_policy, teardown),
+        cmocka_unit_test_teardown(test_fair, teardown),
         cmocka_unit_test_teardown(test_kill9, teardown),
         cmocka_unit_test_teardown(test_learner_restart, teardown),
     };
