@@ -45,15 +45,15 @@
 #include "common/model.h"
 #include "proto/proto.h"
 
-#define ACTOR_FETCH_WINDOW 4           // weights requests in flight (PROTOCOL.md 4.6)
-#define ACTOR_FETCH_STALL_MS 5000      // no chunk for this long: abandon the fetch
-#define ACTOR_HEARTBEAT_MS 1000        // PROTOCOL.md 4.1
-#define ACTOR_PEER_DEAD_MS 10000       // learner silent this long: hello again
-#define ACTOR_TICK_MS 250              // housekeeping timer
-#define ACTOR_STATS_MS 5000            // stats message to the learner
-#define ACTOR_LINGER_MS 1000           // ZMQ_LINGER: a closing actor does not hang
-#define ACTOR_MAX_ROLLOUT_BYTES (48u << 20) // split rollouts above this (estimate), under PROTO_MAX_MSG_BYTES
-#define ACTOR_MAX_JOB_BYTES (1ull << 30)    // output buffers of one ticket
+#define ACTOR_FETCH_WINDOW      4            // weights requests in flight (PROTOCOL.md 4.6)
+#define ACTOR_FETCH_STALL_MS    5000         // no chunk for this long: abandon the fetch
+#define ACTOR_HEARTBEAT_MS      1000         // PROTOCOL.md 4.1
+#define ACTOR_PEER_DEAD_MS      10000        // learner silent this long: hello again
+#define ACTOR_TICK_MS           250          // housekeeping timer
+#define ACTOR_STATS_MS          5000         // stats message to the learner
+#define ACTOR_LINGER_MS         1000         // ZMQ_LINGER: a closing actor does not hang
+#define ACTOR_MAX_ROLLOUT_BYTES (48u << 20)  // split rollouts above this (estimate), under PROTO_MAX_MSG_BYTES
+#define ACTOR_MAX_JOB_BYTES     (1ull << 30) // output buffers of one ticket
 
 /* One ticket, copied out of the decode arena. Owned by the actor's queue,
  * then by the worker while running, then freed by gen_done. */
@@ -62,15 +62,15 @@ typedef struct job {
     struct actor *a;
     uint64_t ticket, policy_version, used_version;
     uint32_t k, n_prompts, n_samples;
-    uint64_t deadline_at_ms;   // loop clock
+    uint64_t deadline_at_ms;            // loop clock
     uint64_t recv_ns, start_ns, gen_ns; // uv_hrtime
     gen_params_t gp;
-    int *ptok;                 // all prompt tokens back to back
-    uint32_t *poff, *plen;     // (n_prompts)
-    int *out_tok;              // (n_samples, gp.max_new_tokens)
-    float *out_lp;             // (n_samples, gp.max_new_tokens)
-    gen_request_t *reqs;       // (n_samples)
-    rlhf_err_t rc;             // of generator_run
+    int *ptok;             // all prompt tokens back to back
+    uint32_t *poff, *plen; // (n_prompts)
+    int *out_tok;          // (n_samples, gp.max_new_tokens)
+    float *out_lp;         // (n_samples, gp.max_new_tokens)
+    gen_request_t *reqs;   // (n_samples)
+    rlhf_err_t rc;         // of generator_run
     int64_t gen_tokens;
 } job_t;
 
@@ -86,16 +86,16 @@ struct actor {
     void *zctx;
     void *s_work, *s_rollouts, *s_announce, *s_weights, *s_monitor;
     loop_zsock_t *z_work, *z_rollouts, *z_announce, *z_weights, *z_monitor;
-    int n_connects;            // of the work socket: after the first, a reconnect
+    int n_connects; // of the work socket: after the first, a reconnect
 
     model_t *model;
     generator_t *gen;
-    unsigned char *rx;         // receive blob, blob_bytes, allocated once (64-byte aligned)
+    unsigned char *rx; // receive blob, blob_bytes, allocated once (64-byte aligned)
     size_t blob_bytes;
 
     /* protocol state (loop thread) */
-    proto_msg_t in;            // decode target, reused
-    proto_enc_t enc;           // encode buffer, reused
+    proto_msg_t in;  // decode target, reused
+    proto_enc_t enc; // encode buffer, reused
     proto_rejects_t rejects;
     metrics_family_t *f_rejected;
     uint64_t seq;
@@ -111,19 +111,19 @@ struct actor {
     bool draining, stopped, destroying;
 
     /* weights */
-    _Atomic uint64_t held;     // version in the model
-    uint64_t held_checksum;    // its XXH3-64
-    bool held_stale;           // the learner's history changed (restart): refetch before any ticket
+    _Atomic uint64_t held;           // version in the model
+    uint64_t held_checksum;          // its XXH3-64
+    bool held_stale;                 // the learner's history changed (restart): refetch before any ticket
     proto_weights_announce_t latest; // newest announce (version 0 = none yet)
     bool fetching, fetch_blocked, ready;
     proto_weights_announce_t fetch; // version being fetched / ready in rx
-    uint32_t fetch_chunk;      // bytes per request
-    uint64_t req_off, recv_off; // next range to request, next range expected
+    uint32_t fetch_chunk;           // bytes per request
+    uint64_t req_off, recv_off;     // next range to request, next range expected
     uint64_t fetch_start_ns, fetch_progress_ms;
 
     /* rates for /status */
     double last_tokens_per_s;
-    uint64_t size_logged_ms;   // last "announce of another size" log (once a minute)
+    uint64_t size_logged_ms;     // last "announce of another size" log (once a minute)
     uint64_t send_err_logged_ms; // last "cannot send" log (once a minute)
     uint64_t last_stats_ms;
     _Atomic int http_port;
@@ -146,7 +146,9 @@ static void alog(const actor_t *a, const char *fmt, ...) {
     va_end(ap);
 }
 
-static double since_s(uint64_t t0_ns) { return (double)(uv_hrtime() - t0_ns) * 1e-9; }
+static double since_s(uint64_t t0_ns) {
+    return (double)(uv_hrtime() - t0_ns) * 1e-9;
+}
 
 /* ---- sending ---- */
 
@@ -268,7 +270,9 @@ static void job_free(job_t *j) {
     free(j);
 }
 
-static void update_in_progress(actor_t *a) { metrics_gauge_set(a->m_in_progress, a->in_hand); }
+static void update_in_progress(actor_t *a) {
+    metrics_gauge_set(a->m_in_progress, a->in_hand);
+}
 
 /* A ticket leaves our hands without rollouts: the learner reissues it. */
 static void job_drop(actor_t *a, job_t *j, const char *why) {
@@ -576,8 +580,10 @@ static void on_announce(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     if (held > 0 && (w->version < held || (w->version == held && w->checksum != a->held_checksum))) {
         /* a restarted learner: its version numbers no longer name our weights */
         if (!a->held_stale)
-            alog(a, "learner announces v%" PRIu64 " while we hold v%" PRIu64 " (checksum %016" PRIx64
-                 "): its history changed, refetching", w->version, held, a->held_checksum);
+            alog(a,
+                 "learner announces v%" PRIu64 " while we hold v%" PRIu64 " (checksum %016" PRIx64
+                 "): its history changed, refetching",
+                 w->version, held, a->held_checksum);
         a->held_stale = true;
         a->latest = *w;
     } else if (w->version >= a->latest.version) {
@@ -687,8 +693,10 @@ static void on_work(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
             request_work(a, 1);
             break;
         }
-        if (a->queue_tail) a->queue_tail->next = j;
-        else a->queue = j;
+        if (a->queue_tail)
+            a->queue_tail->next = j;
+        else
+            a->queue = j;
         a->queue_tail = j;
         pump(a);
         break;
@@ -731,8 +739,9 @@ static void on_tick(loop_timer_t *t, void *ud) {
     if (a->stopped) return;
     if (!a->learner_ever_seen && a->cfg.actor.connect_timeout_ms > 0 && !a->draining &&
         now - a->start_ms >= (uint64_t)a->cfg.actor.connect_timeout_ms) {
-        alog(a, "error: no learner answered at %s within %g s (is it running? check actor.learner and "
-                "learner.work_port, or raise actor.connect_timeout_ms)",
+        alog(a,
+             "error: no learner answered at %s within %g s (is it running? check actor.learner and "
+             "learner.work_port, or raise actor.connect_timeout_ms)",
              a->ep_work, a->cfg.actor.connect_timeout_ms / 1e3);
         a->exit_code = 1;
         drain_now(a);
@@ -780,8 +789,7 @@ static void status_hook(json_t *st, void *ud) {
     json_object_set_new(st, "id", json_string(a->id));
     json_object_set_new(st, "learner", json_string(a->ep_work));
     json_object_set_new(st, "weights_version", json_integer((json_int_t)atomic_load(&a->held)));
-    json_object_set_new(st, "fetching",
-                        a->fetching ? json_integer((json_int_t)a->fetch.version) : json_null());
+    json_object_set_new(st, "fetching", a->fetching ? json_integer((json_int_t)a->fetch.version) : json_null());
     json_object_set_new(st, "tickets_in_progress", json_integer(a->in_hand));
     json_object_set_new(st, "generating", json_boolean(a->running != NULL));
     json_object_set_new(st, "tokens_per_s", json_real(a->last_tokens_per_s));
@@ -806,8 +814,7 @@ static rlhf_err_t open_socket(actor_t *a, int type, const char *ep, void **out, 
     if (!s) return rlhf_seterr(err, errlen, RLHF_EIO, "zmq_socket: %s", zmq_strerror(zmq_errno()));
     int linger = ACTOR_LINGER_MS;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    if (proto_zmq_limit(s) != RLHF_OK ||
-        (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) != 0)) {
+    if (proto_zmq_limit(s) != RLHF_OK || (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) != 0)) {
         zmq_close(s);
         return rlhf_seterr(err, errlen, RLHF_EIO, "zmq_setsockopt: %s", zmq_strerror(zmq_errno()));
     }
@@ -831,8 +838,7 @@ static rlhf_err_t make_metrics(actor_t *a) {
         (rc = metrics_counter_get(tickets, (const char *[]){"received"}, &a->m_tickets_received)) != RLHF_OK ||
         (rc = metrics_counter_get(tickets, (const char *[]){"completed"}, &a->m_tickets_completed)) != RLHF_OK ||
         (rc = metrics_counter_get(tickets, (const char *[]){"dropped"}, &a->m_tickets_dropped)) != RLHF_OK ||
-        (rc = metrics_counter(m, "rlhf_samples_generated_total", "Completions generated.", &a->m_samples)) !=
-            RLHF_OK ||
+        (rc = metrics_counter(m, "rlhf_samples_generated_total", "Completions generated.", &a->m_samples)) != RLHF_OK ||
         (rc = metrics_counter(m, "rlhf_tokens_generated_total", "Completion tokens generated.", &a->m_tokens)) !=
             RLHF_OK ||
         (rc = metrics_histogram(m, "rlhf_generation_seconds", "Wall time of one ticket's generation.", gen_bounds,
@@ -842,8 +848,8 @@ static rlhf_err_t make_metrics(actor_t *a) {
                                 &a->m_sync_seconds)) != RLHF_OK ||
         (rc = metrics_gauge(m, "rlhf_weights_version", "Weights version in use (0 = none).", &a->m_version)) !=
             RLHF_OK ||
-        (rc = metrics_gauge(m, "rlhf_tickets_in_progress", "Tickets held: queued or generating.",
-                            &a->m_in_progress)) != RLHF_OK ||
+        (rc = metrics_gauge(m, "rlhf_tickets_in_progress", "Tickets held: queued or generating.", &a->m_in_progress)) !=
+            RLHF_OK ||
         (rc = metrics_gauge(m, "rlhf_generation_tokens_per_second", "Tokens/s of the last ticket's generation.",
                             &a->m_tokens_per_s)) != RLHF_OK ||
         (rc = metrics_counter_family(m, "rlhf_weight_sync_failures_total",
@@ -957,8 +963,7 @@ rlhf_err_t actor_new(actor_t **out, const rlhf_config_t *cfg, const char *id, ch
     }
     if (cfg->actor.http_port >= 0) {
         const char *host = strcmp(cfg->actor.http_bind, "*") == 0 ? "0.0.0.0" : cfg->actor.http_bind;
-        http_config_t hc = {.host = host, .port = cfg->actor.http_port,
-                            .metrics = a->metrics};
+        http_config_t hc = {.host = host, .port = cfg->actor.http_port, .metrics = a->metrics};
         char herr[256];
         if ((rc = http_server_new(a->loop, &hc, &a->http, herr, sizeof herr)) != RLHF_OK) {
             rlhf_seterr(err, errlen, rc, "actor.http_port: %s", herr);
@@ -974,7 +979,9 @@ fail:
     return rc;
 }
 
-rlhf_err_t actor_catch_signals(actor_t *a) { return loop_catch_signals(a->loop, on_signal, NULL, a); }
+rlhf_err_t actor_catch_signals(actor_t *a) {
+    return loop_catch_signals(a->loop, on_signal, NULL, a);
+}
 
 rlhf_err_t actor_run(actor_t *a) {
     alog(a, "connecting to %s (model %zu params, batch %d, credit %d, http %d)", a->ep_work, a->model->n_params,
@@ -1025,7 +1032,15 @@ void actor_destroy(actor_t **p) {
     free(a);
 }
 
-uint64_t actor_weights_version(const actor_t *a) { return atomic_load(&((actor_t *)a)->held); }
-int actor_http_port(const actor_t *a) { return atomic_load(&((actor_t *)a)->http_port); }
-metrics_t *actor_metrics(actor_t *a) { return a->metrics; }
-const char *actor_id(const actor_t *a) { return a->id; }
+uint64_t actor_weights_version(const actor_t *a) {
+    return atomic_load(&((actor_t *)a)->held);
+}
+int actor_http_port(const actor_t *a) {
+    return atomic_load(&((actor_t *)a)->http_port);
+}
+metrics_t *actor_metrics(actor_t *a) {
+    return a->metrics;
+}
+const char *actor_id(const actor_t *a) {
+    return a->id;
+}

@@ -15,8 +15,9 @@
 #include "common/kernels.h"
 
 static int usage(const char *why) {
-    fprintf(stderr, "rlhf-actor: %s\nusage: rlhf-actor [--config FILE] [--set key=value]... [--learner HOST] "
-                    "[--id NAME]\n",
+    fprintf(stderr,
+            "rlhf-actor: %s\nusage: rlhf-actor [--config FILE] [--set key=value]... [--learner HOST] "
+            "[--id NAME]\n",
             why);
     return 2;
 }

@@ -29,8 +29,8 @@ int cli_parse_address(const char *addr, char *host, size_t hostlen, int *port);
 /* GET path from host:port within timeout_s seconds (connect included). 0 with
  * the HTTP status and *body (malloc'd, NUL-terminated, *len bytes; caller
  * frees); -1 with one line in err (e.g. "Connection refused"). */
-int cli_http_get(const char *host, int port, const char *path, double timeout_s, int *status, char **body,
-                 size_t *len, char *err, size_t errlen);
+int cli_http_get(const char *host, int port, const char *path, double timeout_s, int *status, char **body, size_t *len,
+                 char *err, size_t errlen);
 /* GET path and parse it as JSON: caller owns the result (json_decref); NULL
  * with one line in err on failure (unreachable, not 200, not JSON). err may
  * be NULL. */

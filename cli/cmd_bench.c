@@ -99,8 +99,10 @@ static gen_result_t bench_gen(model_t *m, int batch, int prompt_len, int new_tok
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         for (int b = 0; b < batch; b++)
-            reqs[b] = (gen_request_t){.prompt = prompts + (size_t)b * prompt_len, .prompt_len = prompt_len,
-                                      .seed = (uint64_t)(b + 1), .tokens = toks + (size_t)b * new_tokens,
+            reqs[b] = (gen_request_t){.prompt = prompts + (size_t)b * prompt_len,
+                                      .prompt_len = prompt_len,
+                                      .seed = (uint64_t)(b + 1),
+                                      .tokens = toks + (size_t)b * new_tokens,
                                       .logprobs = lps + (size_t)b * new_tokens};
         double t0 = cli_now();
         generator_run(g, reqs, batch, &p);
@@ -119,8 +121,7 @@ static int bench_model(int argc, char **argv) {
                                    {"batch", required_argument, 0, 'b'},  {"seq", required_argument, 0, 's'},
                                    {"steps", required_argument, 0, 'n'},  {"gen-tokens", required_argument, 0, 'g'},
                                    {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-                                   {"no-train", no_argument, 0, 'N'},
-                                   {0, 0, 0, 0}};
+                                   {"no-train", no_argument, 0, 'N'},     {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -159,43 +160,43 @@ static int bench_model(int argc, char **argv) {
     double train_tps = 0, train_mfu = 0, best = 0, fwd_best = 0;
     size_t state_bytes = 4 * m->n_params * sizeof(float);
     if (!no_train) {
-    model_alloc_grads(m);
-    model_acts_t *a = model_acts_new(&cfg, B, T);
-    adamw_config_t oc;
-    adamw_config_default(&oc);
-    adamw_t *opt = adamw_new(&oc, m->n_params);
-    int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
-    rng_t r;
-    rng_init(&r, 1);
-    for (int i = 0; i < B * T; i++) tok[i] = (int)rng_below(&r, 256), tgt[i] = (int)rng_below(&r, 256);
-    best = 1e30, fwd_best = 1e30;
-    for (int s = 0; s < steps + 1; s++) {
-        double t0 = cli_now();
-        model_zero_grads(m);
-        model_forward(m, a, tok, tgt, B, T, 1.0f);
-        double t1 = cli_now();
-        float *dl = malloc(sizeof(float) * (size_t)B * T);
-        for (int i = 0; i < B * T; i++) dl[i] = -1.0f / (float)(B * T);
-        model_backward(m, a, dl, NULL, NULL);
-        free(dl);
-        adamw_update(opt, m->params_mem, m->grads_mem, NULL, NULL, NULL);
-        double dt = cli_now() - t0;
-        if (s > 0 || steps == 1) { /* the first step warms up pages */
-            best = dt < best ? dt : best;
-            fwd_best = (t1 - t0) < fwd_best ? (t1 - t0) : fwd_best;
+        model_alloc_grads(m);
+        model_acts_t *a = model_acts_new(&cfg, B, T);
+        adamw_config_t oc;
+        adamw_config_default(&oc);
+        adamw_t *opt = adamw_new(&oc, m->n_params);
+        int *tok = malloc(sizeof(int) * (size_t)B * T), *tgt = malloc(sizeof(int) * (size_t)B * T);
+        rng_t r;
+        rng_init(&r, 1);
+        for (int i = 0; i < B * T; i++) tok[i] = (int)rng_below(&r, 256), tgt[i] = (int)rng_below(&r, 256);
+        best = 1e30, fwd_best = 1e30;
+        for (int s = 0; s < steps + 1; s++) {
+            double t0 = cli_now();
+            model_zero_grads(m);
+            model_forward(m, a, tok, tgt, B, T, 1.0f);
+            double t1 = cli_now();
+            float *dl = malloc(sizeof(float) * (size_t)B * T);
+            for (int i = 0; i < B * T; i++) dl[i] = -1.0f / (float)(B * T);
+            model_backward(m, a, dl, NULL, NULL);
+            free(dl);
+            adamw_update(opt, m->params_mem, m->grads_mem, NULL, NULL, NULL);
+            double dt = cli_now() - t0;
+            if (s > 0 || steps == 1) { /* the first step warms up pages */
+                best = dt < best ? dt : best;
+                fwd_best = (t1 - t0) < fwd_best ? (t1 - t0) : fwd_best;
+            }
+            if (!json) fprintf(stderr, "\rtrain step %d/%d: %.3f s", s, steps, dt);
         }
-        if (!json) fprintf(stderr, "\rtrain step %d/%d: %.3f s", s, steps, dt);
-    }
-    if (!json) fprintf(stderr, "\n");
-    train_tps = (double)B * T / best;
-    double flops_tok = 6.0 * (double)nonemb + 12.0 * L * T * C;
-    train_mfu = train_tps * flops_tok / (peak * 1e9);
-    state_bytes += model_acts_bytes(a);
-    model_acts_destroy(&a);
-    adamw_destroy(&opt);
-    free(tok), free(tgt);
-    free(m->grads_mem);
-    m->grads_mem = NULL;
+        if (!json) fprintf(stderr, "\n");
+        train_tps = (double)B * T / best;
+        double flops_tok = 6.0 * (double)nonemb + 12.0 * L * T * C;
+        train_mfu = train_tps * flops_tok / (peak * 1e9);
+        state_bytes += model_acts_bytes(a);
+        model_acts_destroy(&a);
+        adamw_destroy(&opt);
+        free(tok), free(tgt);
+        free(m->grads_mem);
+        m->grads_mem = NULL;
     }
 
     /* generation: 16-token prompt, gen_tokens new tokens */
@@ -231,8 +232,8 @@ static int bench_model(int argc, char **argv) {
     } else {
         printf("preset %s, %zu params, %d threads\n", preset, m->n_params, threads);
         printf("sgemm peak            %8.1f GFLOP/s\n", peak);
-        printf("train (B=%d, T=%d)    %8.1f tokens/s  step %.3f s (forward %.3f s)  MFU %.3f\n", B, T, train_tps,
-               best, fwd_best, train_mfu);
+        printf("train (B=%d, T=%d)    %8.1f tokens/s  step %.3f s (forward %.3f s)  MFU %.3f\n", B, T, train_tps, best,
+               fwd_best, train_mfu);
         printf("generate batch 1      %8.1f tokens/s  (memory %.1f GB/s allows %.0f: ratio %.2f)\n", g1.tokens_per_s,
                membw, b1_ceiling, g1.tokens_per_s / b1_ceiling);
         printf("generate batch 32     %8.1f tokens/s  MFU %.3f\n", g32.tokens_per_s, gen_mfu32);

@@ -59,7 +59,7 @@
 
 #define BP_MAX_COUNTS 16
 #define BP_MAX_DELAYS 4
-#define BP_MAX_KIDS 72 // learner, reward worker, 64 actors, the late joiner
+#define BP_MAX_KIDS   72 // learner, reward worker, 64 actors, the late joiner
 #define BP_MAX_ACTORS 64
 
 static volatile sig_atomic_t g_stop = 0;
@@ -116,8 +116,10 @@ static int parse_list(const char *s, int *out, int max, int lo, int hi) {
         long v = strtol(p, &end, 10);
         if (end == p || v < lo || v > hi || n == max) return -1;
         out[n++] = (int)v;
-        if (*end == ',') end++;
-        else if (*end) return -1;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return -1;
         p = end;
     }
     return n;
@@ -147,8 +149,8 @@ static pid_t bp_spawn(bp_t *b, const char *role, const char *name, const char *d
     char prog[PATH_MAX + 32], log[CONFIG_PATH_LEN + 64];
     snprintf(prog, sizeof prog, "%.4000s/rlhf-%s", b->bindir, role);
     snprintf(log, sizeof log, "%s/logs/%s.log", dir, name);
-    char *args[] = {prog, "--config", (char *)cfg_path, "--id", (char *)name, extra_set ? "--set" : NULL,
-                    (char *)extra_set, NULL};
+    char *args[] = {
+        prog, "--config", (char *)cfg_path, "--id", (char *)name, extra_set ? "--set" : NULL, (char *)extra_set, NULL};
     pid_t pid = cli_spawn(prog, args, log);
     if (pid > 0 && b->n_kids < BP_MAX_KIDS) {
         b->pid[b->n_kids] = pid;
@@ -184,8 +186,10 @@ static void bp_stop_all(bp_t *b) {
             int alive = 0;
             for (int i = 0; i < b->n_kids; i++) {
                 if (b->pid[i] <= 0) continue;
-                if (waitpid(b->pid[i], &st, WNOHANG) == b->pid[i]) b->pid[i] = 0;
-                else if ((strcmp(b->name[i], "learner") != 0) == (pass == 0)) alive++;
+                if (waitpid(b->pid[i], &st, WNOHANG) == b->pid[i])
+                    b->pid[i] = 0;
+                else if ((strcmp(b->name[i], "learner") != 0) == (pass == 0))
+                    alive++;
             }
             if (!alive) break;
         }
@@ -237,8 +241,10 @@ static void bp_line(bp_t *b, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (b->tty) fprintf(stderr, "\r%s\033[K", line);
-    else fprintf(stderr, "%s\n", line);
+    if (b->tty)
+        fprintf(stderr, "\r%s\033[K", line);
+    else
+        fprintf(stderr, "%s\n", line);
 }
 
 /* One run: N actors, delay D. 0 when the learner finished and wrote its
@@ -257,8 +263,8 @@ static int bp_run(bp_t *b, int delay, int n_actors, int join, bp_result_t *res, 
             if (ports[k] == ports[i]) ports[i] = -1, k = i;
         if (ports[i] <= 0) i--;
     }
-    static const char *const port_keys[7] = {"learner.work_port",     "learner.rollouts_port", "learner.score_port",
-                                             "learner.scored_port",   "learner.announce_port", "learner.weights_port",
+    static const char *const port_keys[7] = {"learner.work_port",   "learner.rollouts_port", "learner.score_port",
+                                             "learner.scored_port", "learner.announce_port", "learner.weights_port",
                                              "learner.http_port"};
     int bad = bp_set(&cfg, "run.out_dir", "%s", dir) || bp_set(&cfg, "run.actors", "%d", n_actors) ||
               bp_set(&cfg, "run.steps", "%d", b->steps) || bp_set(&cfg, "sft.steps", "0") ||
@@ -343,15 +349,18 @@ static int bp_run(bp_t *b, int delay, int n_actors, int join, bp_result_t *res, 
                 char set[64];
                 snprintf(set, sizeof set, "actor.http_port=%d", late_port);
                 late_t0 = cli_now();
-                if (bp_spawn(b, "actor", "late", dir, cfg_path, set) > 0) late = b->n_kids - 1;
-                else join = 0;
+                if (bp_spawn(b, "actor", "late", dir, cfg_path, set) > 0)
+                    late = b->n_kids - 1;
+                else
+                    join = 0;
             }
             if (joining) {
                 double smp = 0;
                 double t = cli_now() - late_t0;
                 if (peer_samples(s, "late", &smp)) {
                     if (!(jr->to_hello == jr->to_hello)) jr->to_hello = t;
-                    if (smp > 0) jr->to_first = t, jr->source = "learner /status peers";
+                    if (smp > 0)
+                        jr->to_first = t, jr->source = "learner /status peers";
                     else if (smp < 0) {
                         double g = actor_generated(late_port);
                         if (g > 0) jr->to_first = cli_now() - late_t0, jr->source = "actor /metrics (generated)";
@@ -365,10 +374,13 @@ static int bp_run(bp_t *b, int delay, int n_actors, int join, bp_result_t *res, 
             if (now - last_print >= (b->tty ? 0.5 : 15.0)) {
                 last_print = now;
                 if (s)
-                    bp_line(b, "delay %d ms, %d actor%s: step %.0f/%d  %.1f samples/s  %.0f tok/s  learner busy %.2f%s  %.0fs",
-                            delay, n_actors, n_actors == 1 ? "" : "s", step, b->steps, jget(s, "rollouts_per_s"),
-                            jget(s, "tokens_per_s"), jget(json_object_get(s, "totals"), "busy_seconds") / jget(s, "wall_seconds"),
-                            joining ? "  (late actor joining)" : "", now - t0);
+                    bp_line(
+                        b,
+                        "delay %d ms, %d actor%s: step %.0f/%d  %.1f samples/s  %.0f tok/s  learner busy %.2f%s  %.0fs",
+                        delay, n_actors, n_actors == 1 ? "" : "s", step, b->steps, jget(s, "rollouts_per_s"),
+                        jget(s, "tokens_per_s"),
+                        jget(json_object_get(s, "totals"), "busy_seconds") / jget(s, "wall_seconds"),
+                        joining ? "  (late actor joining)" : "", now - t0);
                 else
                     bp_line(b, "delay %d ms, %d actor%s: starting... %.0fs", delay, n_actors, n_actors == 1 ? "" : "s",
                             now - t0);
@@ -465,11 +477,10 @@ static void bp_table(const bp_t *b, const bp_sweep_t *sw, int n_sw) {
             char wp[48] = "-";
             if (r->wprop_mean == r->wprop_mean) snprintf(wp, sizeof wp, "%.3f / %.3f", r->wprop_mean, r->wprop_max);
             printf("%6d  %9.1f  %8.1f  %8.0f  %12.2f  %6.1f  %24s  %12.2f\n", r->actors, r->samples_per_s,
-                   r->steady_per_s, r->tokens_per_s, r->busy, r->wall, wp,
-                   r->samples_per_s / (r->actors * w->ceiling));
+                   r->steady_per_s, r->tokens_per_s, r->busy, r->wall, wp, r->samples_per_s / (r->actors * w->ceiling));
         }
-        printf("ceiling: one actor alone, %.1f samples/s; scaling efficiency = samples/s(N) / (N x %.1f)\n",
-               w->ceiling, w->ceiling);
+        printf("ceiling: one actor alone, %.1f samples/s; scaling efficiency = samples/s(N) / (N x %.1f)\n", w->ceiling,
+               w->ceiling);
         if (w->delay_ms > 0)
             printf("an actor's delay alone caps it at %.0f samples/s (1000 / %d ms)\n", 1000.0 / w->delay_ms,
                    w->delay_ms);
@@ -502,9 +513,18 @@ static int bp_plot(const bp_t *b, const bp_sweep_t *sw, int n_sw, const char *pn
         }
     double ystep = 1; // a round tick step, about five ticks
     for (double m = 1e-3; m < 1e6; m *= 10) {
-        if (ymax * 1.2 / 5 <= m) { ystep = m; break; }
-        if (ymax * 1.2 / 5 <= 2 * m) { ystep = 2 * m; break; }
-        if (ymax * 1.2 / 5 <= 5 * m) { ystep = 5 * m; break; }
+        if (ymax * 1.2 / 5 <= m) {
+            ystep = m;
+            break;
+        }
+        if (ymax * 1.2 / 5 <= 2 * m) {
+            ystep = 2 * m;
+            break;
+        }
+        if (ymax * 1.2 / 5 <= 5 * m) {
+            ystep = 5 * m;
+            break;
+        }
     }
     ymax = ystep * ceil(ymax * 1.2 / ystep);
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
@@ -564,8 +584,8 @@ static int bp_plot(const bp_t *b, const bp_sweep_t *sw, int n_sw, const char *pn
     cairo_show_text(cr, buf);
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, 12);
-    static const double col[BP_MAX_DELAYS][3] = {{0.12, 0.38, 0.75}, {0.85, 0.35, 0.1}, {0.2, 0.6, 0.25},
-                                                 {0.55, 0.25, 0.65}};
+    static const double col[BP_MAX_DELAYS][3] = {
+        {0.12, 0.38, 0.75}, {0.85, 0.35, 0.1}, {0.2, 0.6, 0.25}, {0.55, 0.25, 0.65}};
     cairo_rectangle(cr, L, T, R - L, B - T);
     cairo_clip(cr);
     for (int s = 0; s < n_sw; s++) {
@@ -585,8 +605,10 @@ static int bp_plot(const bp_t *b, const bp_sweep_t *sw, int n_sw, const char *pn
         for (int i = 0; i < sw[s].n; i++) {
             const bp_result_t *r = &sw[s].r[i];
             if (!r->ok) continue;
-            if (first) cairo_move_to(cr, PX(r->actors), PY(r->samples_per_s));
-            else cairo_line_to(cr, PX(r->actors), PY(r->samples_per_s));
+            if (first)
+                cairo_move_to(cr, PX(r->actors), PY(r->samples_per_s));
+            else
+                cairo_line_to(cr, PX(r->actors), PY(r->samples_per_s));
             first = 0;
         }
         cairo_stroke(cr);
@@ -671,10 +693,14 @@ int bench_pipeline(int argc, char **argv) {
     b->steps = 20;
     b->join = 1;
     snprintf(b->out, sizeof b->out, "runs/bench-pipeline");
-    static struct option opts[] = {{"actors", required_argument, 0, 'a'}, {"delay-ms", required_argument, 0, 'd'},
-                                   {"steps", required_argument, 0, 's'},  {"init", required_argument, 0, 'i'},
-                                   {"out", required_argument, 0, 'o'},    {"plot", required_argument, 0, 'p'},
-                                   {"json", no_argument, 0, 'j'},         {"no-join", no_argument, 0, 'n'},
+    static struct option opts[] = {{"actors", required_argument, 0, 'a'},
+                                   {"delay-ms", required_argument, 0, 'd'},
+                                   {"steps", required_argument, 0, 's'},
+                                   {"init", required_argument, 0, 'i'},
+                                   {"out", required_argument, 0, 'o'},
+                                   {"plot", required_argument, 0, 'p'},
+                                   {"json", no_argument, 0, 'j'},
+                                   {"no-join", no_argument, 0, 'n'},
                                    {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -753,9 +779,12 @@ int bench_pipeline(int argc, char **argv) {
         bp_sweep_t *w = &sw[s];
         w->delay_ms = delays[s];
         int cs[BP_MAX_COUNTS], nc = 0;
-        if (n_counts) memcpy(cs, counts, sizeof(int) * (size_t)n_counts), nc = n_counts;
-        else if (delays[s] > 0) cs[0] = 1, cs[1] = 2, cs[2] = 4, cs[3] = 8, nc = 4;
-        else cs[0] = 1, cs[1] = 2, cs[2] = 4, nc = 3;
+        if (n_counts)
+            memcpy(cs, counts, sizeof(int) * (size_t)n_counts), nc = n_counts;
+        else if (delays[s] > 0)
+            cs[0] = 1, cs[1] = 2, cs[2] = 4, cs[3] = 8, nc = 4;
+        else
+            cs[0] = 1, cs[1] = 2, cs[2] = 4, nc = 3;
         int has1 = 0;
         for (int i = 0; i < nc; i++) has1 |= cs[i] == 1;
         if (!has1) { // the ceiling is measured in the same run

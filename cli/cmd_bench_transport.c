@@ -34,9 +34,9 @@
 #include "proto/proto.h"
 
 #define BT_SAMPLES 8
-#define BT_GEN 256
-#define BT_PROMPT 32
-#define BT_WARMUP 500
+#define BT_GEN     256
+#define BT_PROMPT  32
+#define BT_WARMUP  500
 
 typedef struct {
     int count, reps, window, json;
@@ -82,11 +82,17 @@ static void bt_rollout_build(bt_rollout_t *r) {
     for (int s = 0; s < BT_SAMPLES; s++) {
         for (int i = 0; i < BT_PROMPT + BT_GEN; i++) r->tokens[s][i] = (int32_t)rng_below(&g, 264);
         for (int i = 0; i < BT_GEN; i++) r->logprobs[s][i] = -3.0f * rng_float(&g);
-        r->samples[s] = (proto_sample_t){.prompt_index = (uint32_t)s / 4, .sample_index = (uint32_t)s % 4,
-                                         .prompt = r->tokens[s], .n_prompt = BT_PROMPT,
-                                         .completion = r->tokens[s] + BT_PROMPT, .logprobs = r->logprobs[s],
-                                         .n_completion = BT_GEN, .finish = PROTO_FINISH_LENGTH, .policy_version = 1,
-                                         .queue_us = 100, .gen_us = 250000};
+        r->samples[s] = (proto_sample_t){.prompt_index = (uint32_t)s / 4,
+                                         .sample_index = (uint32_t)s % 4,
+                                         .prompt = r->tokens[s],
+                                         .n_prompt = BT_PROMPT,
+                                         .completion = r->tokens[s] + BT_PROMPT,
+                                         .logprobs = r->logprobs[s],
+                                         .n_completion = BT_GEN,
+                                         .finish = PROTO_FINISH_LENGTH,
+                                         .policy_version = 1,
+                                         .queue_us = 100,
+                                         .gen_us = 250000};
     }
     proto_msg_init(&r->msg);
     proto_msg_header(&r->msg, PROTO_ROLLOUTS, "bench-actor", 0);
@@ -98,8 +104,8 @@ static void bt_rollout_build(bt_rollout_t *r) {
 typedef struct {
     void *ctx;
     char ep[256];
-    int count;           /* warm-up included */
-    int rollout;         /* 0: raw frames of raw_len bytes */
+    int count;   /* warm-up included */
+    int rollout; /* 0: raw frames of raw_len bytes */
     const char *raw;
     size_t raw_len;
     bt_rollout_t *r;
@@ -266,13 +272,15 @@ static void *bt_server_main(void *p) {
         proto_msg_header(&reply, PROTO_WEIGHTS_CHUNK, "bench-learner", m.seq);
         proto_weights_chunk_t *c = &reply.weights_chunk;
         c->version = rq->version, c->offset = rq->offset, c->size = sv->size, c->checksum = sv->checksum;
-        if (rq->version != sv->version) c->status = PROTO_CHUNK_UNKNOWN_VERSION;
+        if (rq->version != sv->version)
+            c->status = PROTO_CHUNK_UNKNOWN_VERSION;
         else if (rq->offset > sv->size || rq->length > sv->size - rq->offset || rq->length > sv->chunk_max)
             c->status = PROTO_CHUNK_BAD_RANGE;
-        else c->status = PROTO_CHUNK_OK, c->length = rq->length;
+        else
+            c->status = PROTO_CHUNK_OK, c->length = rq->length;
         if (proto_encode(&e, &reply, NULL, NULL, 0) != RLHF_OK ||
-            proto_zmq_send_chunk(sv->router, id, idn, e.data, e.len, c->length ? sv->blob + c->offset : NULL,
-                                 c->length, NULL, NULL) != RLHF_OK)
+            proto_zmq_send_chunk(sv->router, id, idn, e.data, e.len, c->length ? sv->blob + c->offset : NULL, c->length,
+                                 NULL, NULL) != RLHF_OK)
             sv->rc = -1;
     }
     zmq_msg_close(&f[0]);
@@ -416,8 +424,8 @@ out:
 int bench_transport(int argc, char **argv);
 
 int bench_transport(int argc, char **argv) {
-    bt_opts_t o = {.count = 20000, .reps = 3, .window = 4, .blob_bytes = (size_t)256 << 20,
-                   .chunk_bytes = PROTO_CHUNK_BYTES};
+    bt_opts_t o = {
+        .count = 20000, .reps = 3, .window = 4, .blob_bytes = (size_t)256 << 20, .chunk_bytes = PROTO_CHUNK_BYTES};
     static struct option opts[] = {{"count", required_argument, 0, 'n'},    {"reps", required_argument, 0, 'r'},
                                    {"blob-mib", required_argument, 0, 'b'}, {"chunk-kib", required_argument, 0, 'c'},
                                    {"window", required_argument, 0, 'w'},   {"json", no_argument, 0, 'j'},
@@ -438,8 +446,10 @@ int bench_transport(int argc, char **argv) {
     }
     if (o.count <= 0 || o.reps <= 0 || o.window <= 0 || o.blob_bytes == 0 || o.chunk_bytes == 0 ||
         o.chunk_bytes > PROTO_MAX_CHUNK_BYTES) {
-        fprintf(stderr, "rlhf bench transport: --count, --reps, --window and --blob-mib must be positive, "
-                        "--chunk-kib in 1..%u\n", PROTO_MAX_CHUNK_BYTES >> 10);
+        fprintf(stderr,
+                "rlhf bench transport: --count, --reps, --window and --blob-mib must be positive, "
+                "--chunk-kib in 1..%u\n",
+                PROTO_MAX_CHUNK_BYTES >> 10);
         return 2;
     }
 

@@ -16,10 +16,10 @@ static void usage(FILE *f) {
 int cmd_eval(int argc, char **argv) {
     const char *task_name = "add", *split_name = "heldout";
     int n = 0, max_new = 16, threads = 0, json = 0;
-    static struct option opts[] = {{"task", required_argument, 0, 'k'},   {"split", required_argument, 0, 's'},
-                                   {"n", required_argument, 0, 'n'},      {"max-new", required_argument, 0, 'm'},
+    static struct option opts[] = {{"task", required_argument, 0, 'k'},    {"split", required_argument, 0, 's'},
+                                   {"n", required_argument, 0, 'n'},       {"max-new", required_argument, 0, 'm'},
                                    {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-                                   {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+                                   {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

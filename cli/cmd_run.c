@@ -50,7 +50,7 @@ typedef struct {
     char role[16]; /* learner, reward, actor */
     pid_t pid;     /* 0 = not running */
     int restarts;
-    int status;    /* last wait status */
+    int status; /* last wait status */
 } child_t;
 
 typedef struct {
@@ -118,8 +118,10 @@ static void status_line(run_t *r, json_t *s, double t0) {
                  jnum(q, "tickets_outstanding", 0), jnum(q, "rollouts_waiting_score", 0),
                  jnum(q, "samples_buffered", 0), jnum(s, "policy_lag", 0), cli_now() - t0);
     }
-    if (r->tty) fprintf(stderr, "\r%s\033[K", line);
-    else fprintf(stderr, "%s\n", line);
+    if (r->tty)
+        fprintf(stderr, "\r%s\033[K", line);
+    else
+        fprintf(stderr, "%s\n", line);
 }
 
 static void stop_children(run_t *r, const char *role_first) {
@@ -136,8 +138,10 @@ static void stop_children(run_t *r, const char *role_first) {
             for (int i = 0; i < r->n_kids; i++) {
                 child_t *c = &r->kids[i];
                 if (c->pid <= 0) continue;
-                if (waitpid(c->pid, &c->status, WNOHANG) == c->pid) c->pid = 0;
-                else alive++;
+                if (waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+                    c->pid = 0;
+                else
+                    alive++;
             }
             if (!alive || cli_now() - t0 > 10.0) break;
             usleep(50000);
@@ -219,11 +223,13 @@ static void usage(FILE *f) {
 }
 
 int cmd_run(int argc, char **argv) {
-    static const config_flag_t flags[] = {
-        {"--actors", "run.actors", NULL},   {"--reward-workers", "run.reward_workers", NULL},
-        {"--steps", "run.steps", NULL},     {"--max-lag", "run.max_lag", NULL},
-        {"--seed", "run.seed", NULL},       {"--out", "run.out_dir", NULL},
-        {NULL, NULL, NULL}};
+    static const config_flag_t flags[] = {{"--actors", "run.actors", NULL},
+                                          {"--reward-workers", "run.reward_workers", NULL},
+                                          {"--steps", "run.steps", NULL},
+                                          {"--max-lag", "run.max_lag", NULL},
+                                          {"--seed", "run.seed", NULL},
+                                          {"--out", "run.out_dir", NULL},
+                                          {NULL, NULL, NULL}};
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -298,7 +304,8 @@ int cmd_run(int argc, char **argv) {
 
     add_child(r, "learner", "learner");
     char name[32];
-    for (int i = 0; i < r->cfg.run.reward_workers; i++) snprintf(name, sizeof name, "reward%d", i), add_child(r, "reward", name);
+    for (int i = 0; i < r->cfg.run.reward_workers; i++)
+        snprintf(name, sizeof name, "reward%d", i), add_child(r, "reward", name);
     for (int i = 0; i < r->cfg.run.actors; i++) snprintf(name, sizeof name, "actor%d", i), add_child(r, "actor", name);
     for (int i = 0; i < r->n_kids; i++)
         if (spawn(r, &r->kids[i]) != 0) {
@@ -345,8 +352,10 @@ int cmd_run(int argc, char **argv) {
     pathf(path, sizeof path, "%s/metrics.jsonl", r->cfg.run.out_dir);
     pathf(png, sizeof png, "%s/curves.png", r->cfg.run.out_dir);
     if (access(path, R_OK) == 0) {
-        if (plot_metrics(path, png, NULL, err, sizeof err) == 0) fprintf(stderr, "run: curves in %s\n", png);
-        else fprintf(stderr, "rlhf run: plot: %s\n", err);
+        if (plot_metrics(path, png, NULL, err, sizeof err) == 0)
+            fprintf(stderr, "run: curves in %s\n", png);
+        else
+            fprintf(stderr, "rlhf run: plot: %s\n", err);
     }
     pathf(path, sizeof path, "%s/summary.json", r->cfg.run.out_dir);
     json_t *sum = json_load_file(path, 0, NULL);

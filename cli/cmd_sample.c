@@ -22,11 +22,16 @@ int cmd_sample(int argc, char **argv) {
     unsigned long long seed = 1;
     gen_params_t gp;
     gen_params_default(&gp);
-    static struct option opts[] = {{"prompt", required_argument, 0, 'p'}, {"chat", no_argument, 0, 'c'},
-                                   {"n", required_argument, 0, 'n'},      {"max-new", required_argument, 0, 'm'},
-                                   {"temperature", required_argument, 0, 'T'}, {"top-k", required_argument, 0, 'k'},
-                                   {"top-p", required_argument, 0, 'P'},  {"seed", required_argument, 0, 's'},
-                                   {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+    static struct option opts[] = {{"prompt", required_argument, 0, 'p'},
+                                   {"chat", no_argument, 0, 'c'},
+                                   {"n", required_argument, 0, 'n'},
+                                   {"max-new", required_argument, 0, 'm'},
+                                   {"temperature", required_argument, 0, 'T'},
+                                   {"top-k", required_argument, 0, 'k'},
+                                   {"top-p", required_argument, 0, 'P'},
+                                   {"seed", required_argument, 0, 's'},
+                                   {"threads", required_argument, 0, 't'},
+                                   {"help", no_argument, 0, 'h'},
                                    {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -83,7 +88,9 @@ int cmd_sample(int argc, char **argv) {
     int *toks = malloc(sizeof(int) * (size_t)n * gp.max_new_tokens);
     float *lps = malloc(sizeof(float) * (size_t)n * gp.max_new_tokens);
     for (int i = 0; i < n; i++)
-        reqs[i] = (gen_request_t){.prompt = ptoks, .prompt_len = plen, .seed = seed + (unsigned long long)i,
+        reqs[i] = (gen_request_t){.prompt = ptoks,
+                                  .prompt_len = plen,
+                                  .seed = seed + (unsigned long long)i,
                                   .tokens = toks + (size_t)i * gp.max_new_tokens,
                                   .logprobs = lps + (size_t)i * gp.max_new_tokens};
     double t0 = cli_now();
@@ -100,8 +107,10 @@ int cmd_sample(int argc, char **argv) {
                 reqs[i].finish == GEN_FINISH_STOP ? "stop" : "length", lp);
         ng += reqs[i].n_tokens;
     }
-    if (rc == RLHF_OK) fprintf(stderr, "%lld tokens in %.2f s (%.0f tokens/s)\n", (long long)ng, dt, ng / dt);
-    else fprintf(stderr, "rlhf sample: %s\n", rlhf_strerror(rc));
+    if (rc == RLHF_OK)
+        fprintf(stderr, "%lld tokens in %.2f s (%.0f tokens/s)\n", (long long)ng, dt, ng / dt);
+    else
+        fprintf(stderr, "rlhf sample: %s\n", rlhf_strerror(rc));
     generator_destroy(&g);
     free(reqs), free(toks), free(lps), free(ptoks);
     model_destroy(&m);

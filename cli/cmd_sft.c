@@ -22,24 +22,23 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: rlhf sft (--data FILE.jsonl | --task NAME) [options]\n"
-            "\n"
-            "  --data FILE       jsonl with \"prompt\" and \"completion\" strings per line\n"
-            "  --task NAME       built-in task (add); held-out score is reported\n"
-            "  --preset P        new model: tiny, small, base (default small)\n"
-            "  --init DIR        start from a checkpoint instead of a new model\n"
-            "  --resume DIR      continue a run from DIR/checkpoint (exact)\n"
-            "  --out DIR         run folder (default runs/sft): checkpoint/, final/, metrics.jsonl\n"
-            "  --steps N         optimizer steps (default 1000)\n"
-            "  --batch B         sequences per step (default 32)\n"
-            "  --lr X            peak learning rate (default 1e-3), warm-up then cosine\n"
-            "  --warmup N        warm-up steps (default 50)\n"
-            "  --seed N          data order and init seed (default 1)\n"
-            "  --save-every N    checkpoint interval in steps (default 500)\n"
-            "  --eval-every N    held-out eval interval for --task (default 250, 0 = end only)\n"
-            "  --threads N       threads (default: all cores)\n"
-            "  --quiet           no progress line\n");
+    fprintf(f, "usage: rlhf sft (--data FILE.jsonl | --task NAME) [options]\n"
+               "\n"
+               "  --data FILE       jsonl with \"prompt\" and \"completion\" strings per line\n"
+               "  --task NAME       built-in task (add); held-out score is reported\n"
+               "  --preset P        new model: tiny, small, base (default small)\n"
+               "  --init DIR        start from a checkpoint instead of a new model\n"
+               "  --resume DIR      continue a run from DIR/checkpoint (exact)\n"
+               "  --out DIR         run folder (default runs/sft): checkpoint/, final/, metrics.jsonl\n"
+               "  --steps N         optimizer steps (default 1000)\n"
+               "  --batch B         sequences per step (default 32)\n"
+               "  --lr X            peak learning rate (default 1e-3), warm-up then cosine\n"
+               "  --warmup N        warm-up steps (default 50)\n"
+               "  --seed N          data order and init seed (default 1)\n"
+               "  --save-every N    checkpoint interval in steps (default 500)\n"
+               "  --eval-every N    held-out eval interval for --task (default 250, 0 = end only)\n"
+               "  --threads N       threads (default: all cores)\n"
+               "  --quiet           no progress line\n");
 }
 
 int cmd_sft(int argc, char **argv) {
@@ -48,16 +47,23 @@ int cmd_sft(int argc, char **argv) {
     sft_config_t sc;
     sft_config_default(&sc);
     int save_every = 500, eval_every = 250, threads = 0, quiet = 0, warmup = -1;
-    static struct option opts[] = {
-        {"data", required_argument, 0, 'd'},   {"task", required_argument, 0, 'k'},
-        {"preset", required_argument, 0, 'p'}, {"init", required_argument, 0, 'i'},
-        {"resume", required_argument, 0, 'r'}, {"out", required_argument, 0, 'o'},
-        {"steps", required_argument, 0, 'n'},  {"batch", required_argument, 0, 'b'},
-        {"lr", required_argument, 0, 'l'},     {"warmup", required_argument, 0, 'w'},
-        {"seed", required_argument, 0, 's'},   {"save-every", required_argument, 0, 'S'},
-        {"eval-every", required_argument, 0, 'E'}, {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                   {"task", required_argument, 0, 'k'},
+                                   {"preset", required_argument, 0, 'p'},
+                                   {"init", required_argument, 0, 'i'},
+                                   {"resume", required_argument, 0, 'r'},
+                                   {"out", required_argument, 0, 'o'},
+                                   {"steps", required_argument, 0, 'n'},
+                                   {"batch", required_argument, 0, 'b'},
+                                   {"lr", required_argument, 0, 'l'},
+                                   {"warmup", required_argument, 0, 'w'},
+                                   {"seed", required_argument, 0, 's'},
+                                   {"save-every", required_argument, 0, 'S'},
+                                   {"eval-every", required_argument, 0, 'E'},
+                                   {"threads", required_argument, 0, 't'},
+                                   {"quiet", no_argument, 0, 'q'},
+                                   {"help", no_argument, 0, 'h'},
+                                   {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

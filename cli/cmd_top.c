@@ -36,8 +36,8 @@
 #include "cli/cli.h"
 
 #define TOP_TIMEOUT_S 2.0 // per /status request
-#define TOP_PHASES 16     // phases shown at most
-#define TOP_SPARK 120     // sparkline points at most
+#define TOP_PHASES    16  // phases shown at most
+#define TOP_SPARK     120 // sparkline points at most
 
 static volatile sig_atomic_t g_top_signal = 0;
 static void on_top_signal(int sig) {
@@ -366,7 +366,8 @@ static void frame(out_t *o, const json_t *v, const char *note) {
     if (json_is_true(done))
         put(o, C_GOOD, "done");
     else
-        put(o, json_is_true(training) ? C_GOOD : C_WARN, "%s", json_is_true(training) ? "training" : "waiting for a batch");
+        put(o, json_is_true(training) ? C_GOOD : C_WARN, "%s",
+            json_is_true(training) ? "training" : "waiting for a batch");
     put(o, C_DIM, "  up %s", fdur(a, sizeof a, jget(v, "wall_seconds")));
     endl(o);
     double busy = jget(v, "busy_fraction");
@@ -509,7 +510,7 @@ static int run_curses(top_t *t, double interval) {
         init_pair(C_GOOD, COLOR_GREEN, -1);
         init_pair(C_WARN, COLOR_YELLOW, -1);
         init_pair(C_BAD, COLOR_RED, -1);
-        static const short bg[7] = {COLOR_WHITE, COLOR_CYAN,    COLOR_BLUE,  COLOR_GREEN,
+        static const short bg[7] = {COLOR_WHITE,  COLOR_CYAN,    COLOR_BLUE, COLOR_GREEN,
                                     COLOR_YELLOW, COLOR_MAGENTA, COLOR_RED};
         for (int i = 0; i < 7; i++) init_pair((short)(10 + i), COLOR_BLACK, bg[i]);
     }

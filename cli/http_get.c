@@ -115,8 +115,8 @@ static int connect_to(const char *host, int port, double deadline, char *err, si
     return fd;
 }
 
-int cli_http_get(const char *host, int port, const char *path, double timeout_s, int *status, char **body,
-                 size_t *len, char *err, size_t errlen) {
+int cli_http_get(const char *host, int port, const char *path, double timeout_s, int *status, char **body, size_t *len,
+                 char *err, size_t errlen) {
     *body = NULL;
     *len = 0;
     *status = 0;

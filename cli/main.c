@@ -32,19 +32,18 @@ double cli_peak_rss_mb(void) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: rlhf <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  run      the whole lifecycle on this machine: SFT, then learner, reward workers, actors\n"
-            "  sft      supervised fine-tuning on a jsonl file or a built-in task\n"
-            "  sample   generate from a checkpoint\n"
-            "  eval     score a checkpoint on a built-in task's held-out split\n"
-            "  bench    benchmarks (bench model, bench transport)\n"
-            "  plot     curves of a run folder's metrics.jsonl (PNG)\n"
-            "  top      live view of a running learner: queues, actors, step phases, curves\n"
-            "\n"
-            "`rlhf <command> --help` describes each command.\n");
+    fprintf(f, "usage: rlhf <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  run      the whole lifecycle on this machine: SFT, then learner, reward workers, actors\n"
+               "  sft      supervised fine-tuning on a jsonl file or a built-in task\n"
+               "  sample   generate from a checkpoint\n"
+               "  eval     score a checkpoint on a built-in task's held-out split\n"
+               "  bench    benchmarks (bench model, bench transport)\n"
+               "  plot     curves of a run folder's metrics.jsonl (PNG)\n"
+               "  top      live view of a running learner: queues, actors, step phases, curves\n"
+               "\n"
+               "`rlhf <command> --help` describes each command.\n");
 }
 
 int main(int argc, char **argv) {

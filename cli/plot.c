@@ -81,8 +81,10 @@ static void draw_panel(cairo_t *cr, const series_t *s, double x0, double y0, dou
     for (int i = 0; i < s->n; i++) {
         double px = L + (R - L) * (s->x[i] - xmin) / span;
         double py = B - (B - T) * (s->y[i] - ymin) / (ymax - ymin);
-        if (i == 0) cairo_move_to(cr, px, py);
-        else cairo_line_to(cr, px, py);
+        if (i == 0)
+            cairo_move_to(cr, px, py);
+        else
+            cairo_line_to(cr, px, py);
     }
     if (s->n == 1) cairo_arc(cr, L, B - (B - T) * (s->y[0] - ymin) / (ymax - ymin), 3, 0, 2 * M_PI);
     cairo_stroke(cr);

@@ -29,8 +29,8 @@
 #include "common/safetensors.h"
 #include "common/tokenizer.h"
 
-#define CKPT_PATH_MAX 4096
-#define CKPT_MAX_CONFIG (1 << 20) // config.json larger than this is refused
+#define CKPT_PATH_MAX       4096
+#define CKPT_MAX_CONFIG     (1 << 20)              // config.json larger than this is refused
 #define CKPT_TRAINER_FORMAT "rlhf-trainer-state-1" // "format" metadata of trainer_state.safetensors
 
 /* dir + "/" + file into out; -1 if it does not fit. */
@@ -134,17 +134,16 @@ static double float_pretty(float x) {
 }
 
 static rlhf_err_t save_config(const model_config_t *c, const char *path, char *err, size_t errlen) {
-    json_t *j = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:s, s:b, s:b,"
-                          " s:i, s:i, s:i, s:i}",
-                          "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size", c->dim,
-                          "intermediate_size", c->hidden_dim, "num_attention_heads", c->n_heads,
-                          "num_hidden_layers", c->n_layers, "num_key_value_heads", c->n_kv_heads, "vocab_size",
-                          c->vocab_size, "max_position_embeddings", c->max_seq_len, "rms_norm_eps",
-                          float_pretty(c->norm_eps), "rope_theta", float_pretty(c->rope_theta),
-                          "tie_word_embeddings", c->tied_embeddings ? 1 : 0, "hidden_act", "silu", "torch_dtype",
-                          "float32", "attention_bias", 0, "mlp_bias", 0, "bos_token_id", TOK_BOS,
-                          "eos_token_id", TOK_EOS, "pad_token_id", TOK_PAD, "rlhf_scalar_head",
-                          c->scalar_head ? 1 : 0);
+    json_t *j =
+        json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:s, s:b, s:b,"
+                  " s:i, s:i, s:i, s:i}",
+                  "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size", c->dim,
+                  "intermediate_size", c->hidden_dim, "num_attention_heads", c->n_heads, "num_hidden_layers",
+                  c->n_layers, "num_key_value_heads", c->n_kv_heads, "vocab_size", c->vocab_size,
+                  "max_position_embeddings", c->max_seq_len, "rms_norm_eps", float_pretty(c->norm_eps), "rope_theta",
+                  float_pretty(c->rope_theta), "tie_word_embeddings", c->tied_embeddings ? 1 : 0, "hidden_act", "silu",
+                  "torch_dtype", "float32", "attention_bias", 0, "mlp_bias", 0, "bos_token_id", TOK_BOS, "eos_token_id",
+                  TOK_EOS, "pad_token_id", TOK_PAD, "rlhf_scalar_head", c->scalar_head ? 1 : 0);
     if (!j) return rlhf_seterr(err, errlen, RLHF_ENOMEM, "%s: out of memory building the config.", path);
     // 9 significant digits: enough for any float, and shortest for float_pretty values.
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
@@ -163,7 +162,6 @@ static rlhf_err_t save_config(const model_config_t *c, const char *path, char *e
     return rc;
 }
 
-
 /* Integer key into *out. Absent: RLHF_EFORMAT if required, else *out = def. */
 static rlhf_err_t cfg_int(const json_t *root, const char *key, int required, int def, int *out, const char *L,
                           char *err, size_t errlen) {
@@ -174,7 +172,8 @@ static rlhf_err_t cfg_int(const json_t *root, const char *key, int required, int
         return RLHF_OK;
     }
     if (!json_is_integer(v))
-        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be an integer (got %s).", L, key, common__json_kind(v));
+        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be an integer (got %s).", L, key,
+                           common__json_kind(v));
     json_int_t x = json_integer_value(v);
     if (x < INT_MIN || x > INT_MAX)
         return rlhf_seterr(err, errlen, RLHF_ERANGE, "%s: '%s' is out of range (%lld).", L, key, (long long)x);
@@ -192,7 +191,8 @@ static rlhf_err_t cfg_float(const json_t *root, const char *key, int required, f
         return RLHF_OK;
     }
     if (!json_is_number(v))
-        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be a number (got %s).", L, key, common__json_kind(v));
+        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: '%s' must be a number (got %s).", L, key,
+                           common__json_kind(v));
     double d = json_number_value(v);
     if (!isfinite(d) || fabs(d) > (double)3.4e38f)
         return rlhf_seterr(err, errlen, RLHF_ERANGE, "%s: '%s' (%g) does not fit a float.", L, key, d);
@@ -221,9 +221,7 @@ static rlhf_err_t cfg_bool(const json_t *root, const char *key, int def, int *ou
 
 /* Optional keys describing Llama features: refuse the ones we do not do. */
 static rlhf_err_t cfg_features(const json_t *root, const model_config_t *c, const char *L, char *err, size_t errlen) {
-    static const struct {
-        const char *key, *want;
-    } strs[] = {{"model_type", "llama"}, {"hidden_act", "silu"}};
+    static const struct { const char *key, *want; } strs[] = {{"model_type", "llama"}, {"hidden_act", "silu"}};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         json_t *v = json_object_get(root, strs[i].key);
         if (!v) continue;
@@ -315,8 +313,7 @@ rlhf_err_t checkpoint_load_config(const char *dir, model_config_t *cfg, char *er
     if ((rc = cfg_int(root, "intermediate_size", 1, 0, &c.hidden_dim, L, err, errlen)) != RLHF_OK) goto done;
     if ((rc = cfg_int(root, "num_attention_heads", 1, 0, &c.n_heads, L, err, errlen)) != RLHF_OK) goto done;
     if ((rc = cfg_int(root, "num_hidden_layers", 1, 0, &c.n_layers, L, err, errlen)) != RLHF_OK) goto done;
-    if ((rc = cfg_int(root, "num_key_value_heads", 0, c.n_heads, &c.n_kv_heads, L, err, errlen)) != RLHF_OK)
-        goto done;
+    if ((rc = cfg_int(root, "num_key_value_heads", 0, c.n_heads, &c.n_kv_heads, L, err, errlen)) != RLHF_OK) goto done;
     if ((rc = cfg_int(root, "vocab_size", 1, 0, &c.vocab_size, L, err, errlen)) != RLHF_OK) goto done;
     if ((rc = cfg_int(root, "max_position_embeddings", 1, 0, &c.max_seq_len, L, err, errlen)) != RLHF_OK) goto done;
     if ((rc = cfg_float(root, "rms_norm_eps", 1, 0, &c.norm_eps, L, err, errlen)) != RLHF_OK) goto done;
@@ -425,9 +422,9 @@ static rlhf_err_t load_weights(model_t *m, const safetensors_t *st, char *err, s
         int same = t->ndim == e->ndim;
         for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
         if (!same) {
-            rc = rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: tensor '%s' has shape %s, config expects %s.", L,
-                             e->name, shape_str(s1, sizeof s1, t->ndim, t->shape),
-                             shape_str(s2, sizeof s2, e->ndim, e->shape));
+            rc =
+                rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: tensor '%s' has shape %s, config expects %s.", L, e->name,
+                            shape_str(s1, sizeof s1, t->ndim, t->shape), shape_str(s2, sizeof s2, e->ndim, e->shape));
             goto done;
         }
         seen[idx] = 1;
@@ -489,25 +486,25 @@ rlhf_err_t checkpoint_save_trainer(const adamw_t *opt, const trainer_state_t *ts
     const char *keys[TS_KEYS], *vp[TS_KEYS];
     int k = 0;
     const adamw_config_t *c = &opt->cfg;
-#define TS_PUT(key, ...)                                   \
-    do {                                                   \
-        keys[k] = key;                                     \
-        snprintf(vals[k], sizeof vals[k], __VA_ARGS__);    \
-        vp[k] = vals[k];                                   \
-        k++;                                               \
+#define TS_PUT(key, ...)                                                                                               \
+    do {                                                                                                               \
+        keys[k] = key;                                                                                                 \
+        snprintf(vals[k], sizeof vals[k], __VA_ARGS__);                                                                \
+        vp[k] = vals[k];                                                                                               \
+        k++;                                                                                                           \
     } while (0)
-#define TS_PUT_F32(key, x)                                 \
-    do {                                                   \
-        keys[k] = key;                                     \
-        float_text(vals[k], x);                            \
-        vp[k] = vals[k];                                   \
-        k++;                                               \
+#define TS_PUT_F32(key, x)                                                                                             \
+    do {                                                                                                               \
+        keys[k] = key;                                                                                                 \
+        float_text(vals[k], x);                                                                                        \
+        vp[k] = vals[k];                                                                                               \
+        k++;                                                                                                           \
     } while (0)
     TS_PUT("format", "%s", CKPT_TRAINER_FORMAT);
     TS_PUT("step", "%" PRId64, ts->step);
     TS_PUT("adam_step", "%" PRId64, opt->step);
-    TS_PUT("rng", "%016" PRIx64 ",%016" PRIx64 ",%016" PRIx64 ",%016" PRIx64, ts->rng.s[0], ts->rng.s[1],
-           ts->rng.s[2], ts->rng.s[3]);
+    TS_PUT("rng", "%016" PRIx64 ",%016" PRIx64 ",%016" PRIx64 ",%016" PRIx64, ts->rng.s[0], ts->rng.s[1], ts->rng.s[2],
+           ts->rng.s[3]);
     TS_PUT("data_pos", "%" PRId64, ts->data_pos);
     TS_PUT("epoch", "%" PRId64, ts->epoch);
     // Floats as the shortest text that reads back exactly (float_text).
@@ -540,8 +537,8 @@ static rlhf_err_t meta_get(const safetensors_t *st, const char *key, const char 
     return RLHF_OK;
 }
 
-static rlhf_err_t meta_i64(const safetensors_t *st, const char *key, int64_t lo, int64_t hi, int64_t *out,
-                           char *err, size_t errlen) {
+static rlhf_err_t meta_i64(const safetensors_t *st, const char *key, int64_t lo, int64_t hi, int64_t *out, char *err,
+                           size_t errlen) {
     const char *s;
     rlhf_err_t rc = meta_get(st, key, &s, err, errlen);
     if (rc != RLHF_OK) return rc;
@@ -579,8 +576,8 @@ static rlhf_err_t meta_rng(const safetensors_t *st, rng_t *r, char *err, size_t 
     for (int i = 0; i < 4; i++) {
         char *end;
         int ok = 1;
-        for (int d = 0; d < 16; d++) ok &= (p[d] >= '0' && p[d] <= '9') || (p[d] >= 'a' && p[d] <= 'f') ||
-                                         (p[d] >= 'A' && p[d] <= 'F');
+        for (int d = 0; d < 16; d++)
+            ok &= (p[d] >= '0' && p[d] <= '9') || (p[d] >= 'a' && p[d] <= 'f') || (p[d] >= 'A' && p[d] <= 'F');
         if (ok) {
             errno = 0;
             r->s[i] = (uint64_t)strtoull(p, &end, 16);
@@ -613,8 +610,8 @@ rlhf_err_t checkpoint_load_trainer(adamw_t *opt, trainer_state_t *ts, const char
     const char *fmt = NULL;
     if ((rc = meta_get(st, "format", &fmt, err, errlen)) != RLHF_OK) goto done;
     if (strcmp(fmt, CKPT_TRAINER_FORMAT) != 0) {
-        rc = rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED, "%s: metadata 'format' is '%.40s', expected '%s'.", path,
-                         fmt, CKPT_TRAINER_FORMAT);
+        rc = rlhf_seterr(err, errlen, RLHF_EUNSUPPORTED, "%s: metadata 'format' is '%.40s', expected '%s'.", path, fmt,
+                         CKPT_TRAINER_FORMAT);
         goto done;
     }
     if ((rc = meta_i64(st, "step", 0, INT64_MAX, &t.step, err, errlen)) != RLHF_OK) goto done;

@@ -42,8 +42,8 @@
 #include "common/optim.h"
 #include "common/rng.h"
 
-#define CHECKPOINT_MODEL_FILE "model.safetensors"
-#define CHECKPOINT_CONFIG_FILE "config.json"
+#define CHECKPOINT_MODEL_FILE   "model.safetensors"
+#define CHECKPOINT_CONFIG_FILE  "config.json"
 #define CHECKPOINT_TRAINER_FILE "trainer_state.safetensors"
 
 /* Everything besides the weights and the optimizer moments that exact resume

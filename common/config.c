@@ -32,8 +32,8 @@
 #include <yaml.h>
 
 #define CONFIG_FILE_MAX (1 << 20) // a config file larger than this is a mistake
-#define MSG_LEN 512
-#define SHOWN_LEN 48 // characters of a bad value echoed in a message
+#define MSG_LEN         512
+#define SHOWN_LEN       48 // characters of a bad value echoed in a message
 
 /* ---- the schema ---- */
 
@@ -45,20 +45,26 @@ static const char *const REWARD_NORMS[] = {"none", "batch", "running", NULL};
 
 /* offsetof with a compile-time check of the field's type: _Generic has no
  * match (a compile error) if the field is not of the row's C type. */
-#define OFFSET(f, T) _Generic(((rlhf_config_t *)0)->f, T: offsetof(rlhf_config_t, f))
-#define FIELD(f, T) OFFSET(f, T), sizeof(((rlhf_config_t *)0)->f)
-#define K_INT(k, f, def, lo, hi, help) {k, CONFIG_INT, FIELD(f, int), 0, def, lo, hi, 0, NULL, help}
-#define K_U64(k, f, def, help) {k, CONFIG_U64, FIELD(f, uint64_t), 0, def, 0, 0, 0, NULL, help}
-#define K_FLT(k, f, def, lo, hi, fl, help) {k, CONFIG_FLOAT, FIELD(f, float), 0, def, lo, hi, fl, NULL, help}
-#define K_BOOL(k, f, def, help) {k, CONFIG_BOOL, FIELD(f, bool), 0, def, 0, 0, 0, NULL, help}
-#define K_STR(k, f, def, fl, help) {k, CONFIG_STRING, FIELD(f, char *), 0, def, 0, 0, fl, NULL, help}
-#define K_ENUM(k, f, def, ch, help) {k, CONFIG_ENUM, FIELD(f, char *), 0, def, 0, 0, 0, ch, help}
-#define K_INTS(k, f, n, def, lo, hi, help) \
-    {k, CONFIG_INT_LIST, FIELD(f, int *), OFFSET(n, int), def, lo, hi, 0, NULL, help}
+#define OFFSET(f, T) _Generic(((rlhf_config_t *)0)->f, T : offsetof(rlhf_config_t, f))
+#define FIELD(f, T)  OFFSET(f, T), sizeof(((rlhf_config_t *)0)->f)
+#define K_INT(k, f, def, lo, hi, help)                                                                                 \
+    { k, CONFIG_INT, FIELD(f, int), 0, def, lo, hi, 0, NULL, help }
+#define K_U64(k, f, def, help)                                                                                         \
+    { k, CONFIG_U64, FIELD(f, uint64_t), 0, def, 0, 0, 0, NULL, help }
+#define K_FLT(k, f, def, lo, hi, fl, help)                                                                             \
+    { k, CONFIG_FLOAT, FIELD(f, float), 0, def, lo, hi, fl, NULL, help }
+#define K_BOOL(k, f, def, help)                                                                                        \
+    { k, CONFIG_BOOL, FIELD(f, bool), 0, def, 0, 0, 0, NULL, help }
+#define K_STR(k, f, def, fl, help)                                                                                     \
+    { k, CONFIG_STRING, FIELD(f, char *), 0, def, 0, 0, fl, NULL, help }
+#define K_ENUM(k, f, def, ch, help)                                                                                    \
+    { k, CONFIG_ENUM, FIELD(f, char *), 0, def, 0, 0, 0, ch, help }
+#define K_INTS(k, f, n, def, lo, hi, help)                                                                             \
+    { k, CONFIG_INT_LIST, FIELD(f, int *), OFFSET(n, int), def, lo, hi, 0, NULL, help }
 
-#define OPEN_LO CONFIG_F_MIN_OPEN
-#define OPEN_HI CONFIG_F_MAX_OPEN
-#define BIG 10000000 // "practically unbounded" step counts
+#define OPEN_LO               CONFIG_F_MIN_OPEN
+#define OPEN_HI               CONFIG_F_MAX_OPEN
+#define BIG                   10000000 // "practically unbounded" step counts
 #define PORT(k, f, def, help) K_INT(k, f, def, 1, 65535, help)
 
 static const config_key_t SCHEMA[] = {
@@ -95,7 +101,8 @@ static const config_key_t SCHEMA[] = {
           "fraction of SFT demonstrations that forget the final carry (58+67=25); RL must fix them"),
 
     /* sft */
-    K_INT("sft.steps", sft.steps, "1200", 0, BIG, "SFT warm-up steps before RL; 0 = none (none either with model.init)"),
+    K_INT("sft.steps", sft.steps, "1200", 0, BIG,
+          "SFT warm-up steps before RL; 0 = none (none either with model.init)"),
     K_INT("sft.batch", sft.batch, "64", 1, 4096, "SFT sequences per step"),
     K_FLT("sft.lr", sft.lr, "2e-3", 0, 1, OPEN_LO, "SFT peak learning rate (warm-up, then cosine)"),
     K_INT("sft.warmup", sft.warmup, "150", 0, BIG, "SFT warm-up steps of the learning rate"),
@@ -113,7 +120,8 @@ static const config_key_t SCHEMA[] = {
     K_FLT("ppo.lambda", ppo.lambda, "0.95", 0, 1, 0, "GAE lambda"),
     K_ENUM("ppo.kl_estimator", ppo.kl_estimator, "k1", KL_ESTIMATORS,
            "per-token KL penalty: k1 = log p - log p_ref, k3 = Schulman's k3 (>= 0)"),
-    K_FLT("ppo.kl_coef", ppo.kl_coef, "0.01", 0, 100, 0, "KL penalty coefficient beta (initial value when adaptive; Llama 2 7B: 0.01)"),
+    K_FLT("ppo.kl_coef", ppo.kl_coef, "0.01", 0, 100, 0,
+          "KL penalty coefficient beta (initial value when adaptive; Llama 2 7B: 0.01)"),
     K_BOOL("ppo.kl_adaptive", ppo.kl_adaptive, "false", "adapt kl_coef toward kl_target (Ziegler et al.)"),
     K_FLT("ppo.kl_target", ppo.kl_target, "6.0", 0, 1000, OPEN_LO, "adaptive KL target, nats per sequence"),
     K_INT("ppo.kl_horizon", ppo.kl_horizon, "10000", 1, 1000000000, "adaptive KL horizon, in samples"),
@@ -329,7 +337,9 @@ static const char *first_key(const char *section) {
 
 /* ---- values ---- */
 
-static void *field(rlhf_config_t *cfg, const config_key_t *k) { return (char *)cfg + k->offset; }
+static void *field(rlhf_config_t *cfg, const config_key_t *k) {
+    return (char *)cfg + k->offset;
+}
 static const void *cfield(const rlhf_config_t *cfg, const config_key_t *k) {
     return (const char *)cfg + k->offset;
 }
@@ -397,8 +407,8 @@ static rlhf_err_t list_elem(const config_key_t *k, const char *s, int *out, cons
     if (!parse_ll(s, &v) || !in_range(k, (double)v)) {
         range_desc(k, r, sizeof r);
         shown(all, got, sizeof got);
-        snprintf(msg, len, "'%s' must be a list of at most %zu integers %s (got '%s')", k->key,
-                 k->size / sizeof(int), r, got);
+        snprintf(msg, len, "'%s' must be a list of at most %zu integers %s (got '%s')", k->key, k->size / sizeof(int),
+                 r, got);
         return parse_ll(s, &v) ? RLHF_ERANGE : RLHF_EMISMATCH;
     }
     *out = (int)v;
@@ -576,8 +586,7 @@ static rlhf_err_t set_value(rlhf_config_t *cfg, const config_key_t *k, const cha
         memcpy(dst, text, n);
         return RLHF_OK;
     }
-    case CONFIG_INT_LIST:
-        return set_list_text(cfg, k, is_null ? "" : text, msg, len);
+    case CONFIG_INT_LIST: return set_list_text(cfg, k, is_null ? "" : text, msg, len);
     }
     snprintf(msg, len, "'%s': bad schema type", k->key);
     return RLHF_EINVAL;
@@ -769,8 +778,10 @@ static rlhf_err_t ld_next(loader_t *L) {
         if (p->error == YAML_READER_ERROR) { // bad encoding: libyaml gives a byte offset
             yaml_mark_t m = {p->problem_offset, 0, 0};
             for (size_t i = 0; i < p->problem_offset && i < L->len; i++) {
-                if (L->text[i] == '\n') m.line++, m.column = 0;
-                else m.column++;
+                if (L->text[i] == '\n')
+                    m.line++, m.column = 0;
+                else
+                    m.column++;
             }
             snprintf(msg, sizeof msg, "malformed YAML: %s (the file must be UTF-8 text)",
                      p->problem ? p->problem : "unreadable input");
@@ -1057,8 +1068,8 @@ rlhf_err_t config_validate(const rlhf_config_t *c, char *err, size_t errlen) {
     /* ports */
     static const char *const names[] = {"work_port",     "rollouts_port", "score_port", "scored_port",
                                         "announce_port", "weights_port",  "http_port"};
-    const int ports[] = {c->learner.work_port,     c->learner.rollouts_port, c->learner.score_port,
-                         c->learner.scored_port,   c->learner.announce_port, c->learner.weights_port,
+    const int ports[] = {c->learner.work_port,   c->learner.rollouts_port, c->learner.score_port,
+                         c->learner.scored_port, c->learner.announce_port, c->learner.weights_port,
                          c->learner.http_port};
     for (int i = 0; i < 7; i++)
         for (int j = i + 1; j < 7; j++)
@@ -1106,8 +1117,8 @@ rlhf_err_t config_validate(const rlhf_config_t *c, char *err, size_t errlen) {
 
 /* ---- command line ---- */
 
-rlhf_err_t config_from_args(rlhf_config_t *cfg, int *argc, char **argv, const config_flag_t *flags,
-                            char *const *envp, char *err, size_t errlen) {
+rlhf_err_t config_from_args(rlhf_config_t *cfg, int *argc, char **argv, const config_flag_t *flags, char *const *envp,
+                            char *err, size_t errlen) {
     if (!envp) envp = environ;
     int n = *argc;
     /* per argument: 0 keep, 1 consumed */

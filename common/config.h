@@ -57,7 +57,7 @@
 
 #define CONFIG_PATH_LEN 512 // path buffers, including the NUL
 #define CONFIG_NAME_LEN 64  // names, hosts, enum values, including the NUL
-#define CONFIG_KEY_LEN 128  // longest dotted key plus room for typos
+#define CONFIG_KEY_LEN  128 // longest dotted key plus room for typos
 #define CONFIG_MAX_STOP GEN_MAX_STOP
 
 /* ---- the configuration: plain data, copy with =, nothing to free ---- */
@@ -143,14 +143,14 @@ typedef struct {
 } config_learner_t;
 
 typedef struct {
-    char learner[CONFIG_NAME_LEN]; // learner host; ports come from learner.*_port
-    int batch;                     // sequences decoded together
-    int threads;                   // 0 = all cores
-    int credit;                    // tickets asked for ahead
-    int http_port;                 // 0 = any free port, -1 = off
+    char learner[CONFIG_NAME_LEN];   // learner host; ports come from learner.*_port
+    int batch;                       // sequences decoded together
+    int threads;                     // 0 = all cores
+    int credit;                      // tickets asked for ahead
+    int http_port;                   // 0 = any free port, -1 = off
     char http_bind[CONFIG_NAME_LEN]; // address of /metrics etc.; "*" = all interfaces
-    int delay_ms;                  // artificial extra time per sample (benchmarks); 0 = none
-    int connect_timeout_ms;        // no learner after this long at start-up: exit 1; 0 = wait forever
+    int delay_ms;                    // artificial extra time per sample (benchmarks); 0 = none
+    int connect_timeout_ms;          // no learner after this long at start-up: exit 1; 0 = wait forever
 } config_actor_t;
 
 typedef struct {
@@ -199,10 +199,10 @@ typedef enum {
 #define CONFIG_F_MIN_OPEN 1u // the range excludes min
 #define CONFIG_F_MAX_OPEN 2u // the range excludes max
 #define CONFIG_F_NONEMPTY 4u // strings: "" is refused
-#define CONFIG_F_HOST 8u     // strings: a host name or IP, without scheme or port
+#define CONFIG_F_HOST     8u // strings: a host name or IP, without scheme or port
 
 typedef struct {
-    const char *key;            // dotted path, "ppo.clip"
+    const char *key; // dotted path, "ppo.clip"
     config_type_t type;
     size_t offset;              // of the field in rlhf_config_t
     size_t size;                // bytes of the field
@@ -273,8 +273,8 @@ typedef struct {
  * argv[0] kept, *argc updated, argv[*argc] = NULL); everything from "--" on
  * is left untouched. On error argv is unchanged and err holds one line.
  */
-rlhf_err_t config_from_args(rlhf_config_t *cfg, int *argc, char **argv, const config_flag_t *flags,
-                            char *const *envp, char *err, size_t errlen);
+rlhf_err_t config_from_args(rlhf_config_t *cfg, int *argc, char **argv, const config_flag_t *flags, char *const *envp,
+                            char *err, size_t errlen);
 
 /* ---- reading a config ---- */
 

@@ -6,13 +6,11 @@
 
 const char *rlhf_strerror(rlhf_err_t e) {
     switch (e) {
-#define RLHF__ERR_STR(name, msg) \
-    case RLHF_E##name:           \
-        return msg;
+#define RLHF__ERR_STR(name, msg)                                                                                       \
+    case RLHF_E##name: return msg;
         RLHF_ERRNO_MAP(RLHF__ERR_STR)
 #undef RLHF__ERR_STR
-    default:
-        return "unknown error";
+    default: return "unknown error";
     }
 }
 

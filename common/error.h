@@ -11,24 +11,24 @@
 
 #include <stddef.h>
 
-#define RLHF_ERRNO_MAP(X)                                   \
-    X(OK, "success")                                        \
-    X(NOMEM, "out of memory")                               \
-    X(IO, "input/output error")                             \
-    X(INVAL, "invalid argument")                            \
-    X(FORMAT, "malformed input")                            \
-    X(RANGE, "value out of range")                          \
-    X(NOTFOUND, "not found")                                \
-    X(MISMATCH, "shape or type mismatch")                   \
-    X(TRUNCATED, "input truncated")                         \
-    X(CHECKSUM, "checksum mismatch")                        \
+#define RLHF_ERRNO_MAP(X)                                                                                              \
+    X(OK, "success")                                                                                                   \
+    X(NOMEM, "out of memory")                                                                                          \
+    X(IO, "input/output error")                                                                                        \
+    X(INVAL, "invalid argument")                                                                                       \
+    X(FORMAT, "malformed input")                                                                                       \
+    X(RANGE, "value out of range")                                                                                     \
+    X(NOTFOUND, "not found")                                                                                           \
+    X(MISMATCH, "shape or type mismatch")                                                                              \
+    X(TRUNCATED, "input truncated")                                                                                    \
+    X(CHECKSUM, "checksum mismatch")                                                                                   \
     X(UNSUPPORTED, "unsupported")
 
 typedef enum {
 #define RLHF__ERR_ENUM(name, msg) RLHF_E##name,
     RLHF_ERRNO_MAP(RLHF__ERR_ENUM)
 #undef RLHF__ERR_ENUM
-    RLHF_E__COUNT
+        RLHF_E__COUNT
 } rlhf_err_t;
 
 #define RLHF_OK RLHF_EOK

@@ -28,8 +28,11 @@ rlhf_err_t eval_task(model_t *m, const task_t *t, int split, int n, int batch, i
             rc = RLHF_ERANGE;
             goto done;
         }
-        reqs[i] = (gen_request_t){.prompt = prompts + (size_t)i * plen_cap, .prompt_len = p, .seed = (uint64_t)i,
-                                  .tokens = toks + (size_t)i * max_new, .logprobs = lps + (size_t)i * max_new};
+        reqs[i] = (gen_request_t){.prompt = prompts + (size_t)i * plen_cap,
+                                  .prompt_len = p,
+                                  .seed = (uint64_t)i,
+                                  .tokens = toks + (size_t)i * max_new,
+                                  .logprobs = lps + (size_t)i * max_new};
     }
     gen_params_t gp;
     gen_params_default(&gp);

@@ -9,8 +9,8 @@
 #include "common/task.h"
 
 typedef struct {
-    int n;             // problems scored
-    double score;      // mean verifier score in [0, 1]
+    int n;              // problems scored
+    double score;       // mean verifier score in [0, 1]
     double mean_tokens; // mean completion length
 } eval_result_t;
 

@@ -13,9 +13,9 @@ struct generator {
     model_t *m;
     kvcache_t *kv;
     int B, T, V;
-    float *logits;   // (max(B, T*B), V) rows of the current call
-    float *scratch;  // 2V sampler scratch
-    int *iscratch;   // V
+    float *logits;         // (max(B, T*B), V) rows of the current call
+    float *scratch;        // 2V sampler scratch
+    int *iscratch;         // V
     int *tok, *slot, *pos; // rows of the current call
     int cap_rows;
     int64_t n_prompt, n_gen;
@@ -67,8 +67,8 @@ void generator_last_counts(const generator_t *g, int64_t *prompt_tokens, int64_t
 }
 
 typedef struct {
-    int req;    // request index, -1 = free
-    int len;    // tokens in cache + pending token
+    int req; // request index, -1 = free
+    int len; // tokens in cache + pending token
     rng_t rng;
 } slot_t;
 

@@ -22,11 +22,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define READ_BUF_BYTES 65536
+#define READ_BUF_BYTES    65536
 #define WRITE_PAUSE_BYTES (1u << 20) // stop reading while this much output is queued
-#define LINGER_MS 1000
-#define LINGER_MAX_BYTES (1u << 20)
-#define MAX_CODES 16
+#define LINGER_MS         1000
+#define LINGER_MAX_BYTES  (1u << 20)
+#define MAX_CODES         16
 
 typedef struct http_conn conn_t;
 
@@ -71,14 +71,14 @@ struct http_conn {
     http_parser parser;
     int state;
     bool closing;
-    int nopen;          // of tcp and timer
-    bool paused;        // reading stopped for output back-pressure
-    bool want_close;    // the current response ends the connection
-    char *url;          // current request's URL, owned, grows up to max_header_bytes
+    int nopen;       // of tcp and timer
+    bool paused;     // reading stopped for output back-pressure
+    bool want_close; // the current response ends the connection
+    char *url;       // current request's URL, owned, grows up to max_header_bytes
     size_t url_len, url_cap;
-    size_t head_bytes;  // bytes of URL and headers of the current request
+    size_t head_bytes; // bytes of URL and headers of the current request
     size_t body_bytes;
-    int err_status;     // set by a parser callback that refused the request
+    int err_status; // set by a parser callback that refused the request
     size_t linger_bytes;
     struct http_conn *prev, *next;
 };
@@ -131,7 +131,9 @@ static void conn_close(conn_t *c) {
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 }
 
-static void timer_fired(uv_timer_t *t) { conn_close(t->data); }
+static void timer_fired(uv_timer_t *t) {
+    conn_close(t->data);
+}
 
 static void shutdown_done(uv_shutdown_t *req, int status) {
     conn_t *c = req->data;
@@ -232,8 +234,7 @@ static void conn_fail(conn_t *c, int status) {
     conn_finish(c);
 }
 
-rlhf_err_t http_response_set(http_response_t *res, int status, const char *content_type, const char *body,
-                             size_t len) {
+rlhf_err_t http_response_set(http_response_t *res, int status, const char *content_type, const char *body, size_t len) {
     char *copy = malloc(len + 1);
     free(res->body);
     res->body = NULL;
@@ -345,7 +346,9 @@ static void dispatch(conn_t *c) {
     c->want_close = !keep;
 }
 
-static conn_t *pconn(http_parser *p) { return p->data; }
+static conn_t *pconn(http_parser *p) {
+    return p->data;
+}
 
 static int on_message_begin(http_parser *p) {
     conn_t *c = pconn(p);
@@ -539,9 +542,13 @@ void http_server_set_status_hook(http_server_t *s, http_status_fn fn, void *ud) 
     s->status_ud = ud;
 }
 
-int http_server_port(const http_server_t *s) { return s->port; }
+int http_server_port(const http_server_t *s) {
+    return s->port;
+}
 
-int http_server_connections(const http_server_t *s) { return s->nconns; }
+int http_server_connections(const http_server_t *s) {
+    return s->nconns;
+}
 
 rlhf_err_t http_server_new(loop_t *loop, const http_config_t *cfg, http_server_t **out, char *err, size_t errlen) {
     *out = NULL;
@@ -564,8 +571,7 @@ rlhf_err_t http_server_new(loop_t *loop, const http_config_t *cfg, http_server_t
     int bad = strchr(c.host, ':') ? uv_ip6_addr(c.host, c.port, &addr.in6) : uv_ip4_addr(c.host, c.port, &addr.in4);
     if (bad)
         return rlhf_seterr(err, errlen, RLHF_EINVAL,
-                           "http: bind address '%s' is not an IP address (use e.g. 127.0.0.1, 0.0.0.0 or ::1)",
-                           c.host);
+                           "http: bind address '%s' is not an IP address (use e.g. 127.0.0.1, 0.0.0.0 or ::1)", c.host);
 
     http_server_t *s = calloc(1, sizeof *s);
     if (!s) return rlhf_seterr(err, errlen, RLHF_ENOMEM, "http: out of memory");
@@ -580,9 +586,9 @@ rlhf_err_t http_server_new(loop_t *loop, const http_config_t *cfg, http_server_t
         free(s);
         return rlhf_seterr(err, errlen, RLHF_ENOMEM, "http: out of memory");
     }
-    if (c.metrics && (rc = metrics_counter_family(c.metrics, "rlhf_http_requests_total",
-                                                  "HTTP responses sent, by status code.", "code", &s->f_requests)) !=
-                         RLHF_OK) {
+    if (c.metrics &&
+        (rc = metrics_counter_family(c.metrics, "rlhf_http_requests_total", "HTTP responses sent, by status code.",
+                                     "code", &s->f_requests)) != RLHF_OK) {
         rlhf_seterr(err, errlen, rc, "http: cannot register rlhf_http_requests_total: %s", rlhf_strerror(rc));
         free(s->host);
         free(s);
@@ -595,8 +601,7 @@ rlhf_err_t http_server_new(loop_t *loop, const http_config_t *cfg, http_server_t
     int uerr = uv_tcp_bind(&s->listener, &addr.sa, 0);
     if (!uerr) uerr = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
     if (uerr) {
-        rc = rlhf_seterr(err, errlen, RLHF_EIO, "http: cannot listen on %s:%d: %s", c.host, c.port,
-                         uv_strerror(uerr));
+        rc = rlhf_seterr(err, errlen, RLHF_EIO, "http: cannot listen on %s:%d: %s", c.host, c.port, uv_strerror(uerr));
         goto fail;
     }
     int alen = sizeof addr;

@@ -39,13 +39,13 @@
 typedef struct http_server http_server_t;
 
 typedef struct {
-    const char *host;          // bind address (IPv4 or IPv6 literal); NULL = "127.0.0.1"
-    int port;                  // 0 = ephemeral (see http_server_port)
-    size_t max_header_bytes;   // request line + headers; 0 = 8192
-    size_t max_body_bytes;     // 0 = no body at all
-    int max_connections;       // 0 = 256
-    uint64_t idle_timeout_ms;  // 0 = 10000
-    metrics_t *metrics;        // borrowed, may be NULL (then /metrics is empty)
+    const char *host;         // bind address (IPv4 or IPv6 literal); NULL = "127.0.0.1"
+    int port;                 // 0 = ephemeral (see http_server_port)
+    size_t max_header_bytes;  // request line + headers; 0 = 8192
+    size_t max_body_bytes;    // 0 = no body at all
+    int max_connections;      // 0 = 256
+    uint64_t idle_timeout_ms; // 0 = 10000
+    metrics_t *metrics;       // borrowed, may be NULL (then /metrics is empty)
 } http_config_t;
 
 /* Borrowed for the duration of the handler call. */
@@ -95,7 +95,6 @@ int http_server_connections(const http_server_t *s);
 
 /* Helper for handlers: copy len bytes of body (NUL-terminated copy) with the
  * given status and content type. RLHF_ENOMEM (res then becomes a 500). */
-rlhf_err_t http_response_set(http_response_t *res, int status, const char *content_type, const char *body,
-                             size_t len);
+rlhf_err_t http_response_set(http_response_t *res, int status, const char *content_type, const char *body, size_t len);
 
 #endif

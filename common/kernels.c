@@ -16,7 +16,7 @@
 
 #ifdef RLHF_OPENMP
 #include <omp.h>
-#define OMP_FOR _Pragma("omp parallel for schedule(static)")
+#define OMP_FOR      _Pragma("omp parallel for schedule(static)")
 #define OMP_FOR_SIMD _Pragma("omp parallel for simd schedule(static)")
 #else
 #define OMP_FOR
@@ -25,7 +25,7 @@
 /* Reductions: let the compiler reassociate so the loop vectorises. */
 #define SIMD_SUM(var) _Pragma(RLHF__STR(omp simd reduction(+ : var)))
 #define SIMD_MAX(var) _Pragma(RLHF__STR(omp simd reduction(max : var)))
-#define RLHF__STR(x) #x
+#define RLHF__STR(x)  #x
 
 static int g_threads = 0; /* set once at start-up by kernels_set_threads */
 
@@ -57,7 +57,9 @@ void kernels_init_process(char **argv) {
 #endif
 }
 
-int kernels_get_threads(void) { return g_threads > 0 ? g_threads : (int)sysconf(_SC_NPROCESSORS_ONLN); }
+int kernels_get_threads(void) {
+    return g_threads > 0 ? g_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
 
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C, split over threads along
  * the larger of M and N. Inside a parallel region it runs serially. */
@@ -140,8 +142,8 @@ void matmul_backward(float *dinp, float *dweight, const float *dout, const float
     if (dweight) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
 }
 
-void matmul_backward_naive(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                           int N, int C, int OC) {
+void matmul_backward_naive(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
+                           int C, int OC) {
     if (dinp) {
         for (int i = 0; i < N; i++)
             for (int c = 0; c < C; c++) {
@@ -368,33 +370,33 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch, const f
 #endif
     for (int b = 0; b < B; b++)
         for (int g = 0; g < KVH; g++)
-        for (int h = g * rep; h < (g + 1) * rep; h++) {
-            const float *qb = q + (size_t)b * T * QC + (size_t)h * HS;
-            const float *kb = k + (size_t)b * T * KC + (size_t)g * HS;
-            const float *vb = v + (size_t)b * T * KC + (size_t)g * HS;
-            const float *dob = dout + (size_t)b * T * QC + (size_t)h * HS;
-            float *dqb = dq + (size_t)b * T * QC + (size_t)h * HS;
-            float *dkb = dk + (size_t)b * T * KC + (size_t)g * HS;
-            float *dvb = dv + (size_t)b * T * KC + (size_t)g * HS;
-            const float *p = att + ((size_t)b * NH + h) * T * T;
-            float *dp = scratch + ((size_t)b * NH + h) * T * T;
-            /* dP = dO V^T ; dV += P^T dO */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dob, QC, vb, KC, 0.0f, dp, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, p, T, dob, QC, 1.0f, dvb, KC);
-            /* dS = P * (dP - rowsum(P * dP)) * scale, causal */
-            for (int t = 0; t < T; t++) {
-                const float *pr = p + (size_t)t * T;
-                float *dr = dp + (size_t)t * T;
-                float dot = 0.0f;
-                SIMD_SUM(dot)
-                for (int j = 0; j <= t; j++) dot += pr[j] * dr[j];
-                for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
-                for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+            for (int h = g * rep; h < (g + 1) * rep; h++) {
+                const float *qb = q + (size_t)b * T * QC + (size_t)h * HS;
+                const float *kb = k + (size_t)b * T * KC + (size_t)g * HS;
+                const float *vb = v + (size_t)b * T * KC + (size_t)g * HS;
+                const float *dob = dout + (size_t)b * T * QC + (size_t)h * HS;
+                float *dqb = dq + (size_t)b * T * QC + (size_t)h * HS;
+                float *dkb = dk + (size_t)b * T * KC + (size_t)g * HS;
+                float *dvb = dv + (size_t)b * T * KC + (size_t)g * HS;
+                const float *p = att + ((size_t)b * NH + h) * T * T;
+                float *dp = scratch + ((size_t)b * NH + h) * T * T;
+                /* dP = dO V^T ; dV += P^T dO */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dob, QC, vb, KC, 0.0f, dp, T);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, p, T, dob, QC, 1.0f, dvb, KC);
+                /* dS = P * (dP - rowsum(P * dP)) * scale, causal */
+                for (int t = 0; t < T; t++) {
+                    const float *pr = p + (size_t)t * T;
+                    float *dr = dp + (size_t)t * T;
+                    float dot = 0.0f;
+                    SIMD_SUM(dot)
+                    for (int j = 0; j <= t; j++) dot += pr[j] * dr[j];
+                    for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+                    for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+                }
+                /* dQ += dS K ; dK += dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, dp, T, kb, KC, 1.0f, dqb, QC);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, dp, T, qb, QC, 1.0f, dkb, KC);
             }
-            /* dQ += dS K ; dK += dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, dp, T, kb, KC, 1.0f, dqb, QC);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, dp, T, qb, QC, 1.0f, dkb, KC);
-        }
 }
 
 void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
@@ -436,8 +438,8 @@ void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout
 
 /* ---- log-probs and entropy ---- */
 
-void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits, const int *targets, int N,
-                     int V, float inv_temp) {
+void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits, const int *targets, int N, int V,
+                     float inv_temp) {
     OMP_FOR
     for (int i = 0; i < N; i++) {
         const float *z = logits + (size_t)i * V;
@@ -445,8 +447,7 @@ void logprob_forward(float *logprobs, float *entropy, float *lse, const float *l
         SIMD_MAX(mx)
         for (int j = 1; j < V; j++) mx = z[j] * inv_temp > mx ? z[j] * inv_temp : mx;
         float sum = 0.0f, wsum = 0.0f;
-        _Pragma("omp simd reduction(+ : sum, wsum)")
-        for (int j = 0; j < V; j++) {
+        _Pragma("omp simd reduction(+ : sum, wsum)") for (int j = 0; j < V; j++) {
             float zz = z[j] * inv_temp - mx;
             float e = vexpf(zz);
             sum += e;
@@ -478,8 +479,7 @@ void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentr
         const float *z = logits + (size_t)i * V;
         float *dz = dlogits + (size_t)i * V;
         float l = lse[i], H = entropy[i];
-        _Pragma("omp simd")
-        for (int j = 0; j < V; j++) {
+        _Pragma("omp simd") for (int j = 0; j < V; j++) {
             float logp = z[j] * inv_temp - l;
             float p = vexpf(logp);
             /* d logp_t/dz_j = delta - p_j ; dH/dz_j = -p_j (logp_j + H) */

@@ -23,8 +23,8 @@ void matmul_forward_naive(float *out, const float *inp, const float *weight, int
  * dinp or dweight may be NULL to skip. */
 void matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
                      int C, int OC);
-void matmul_backward_naive(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                           int N, int C, int OC);
+void matmul_backward_naive(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
+                           int C, int OC);
 
 /* tokens (N), emb (V,C) -> out (N,C) */
 void embedding_forward(float *out, const int *tokens, const float *emb, int N, int C);
@@ -67,8 +67,8 @@ void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout
  * logits (N,V), targets (N) (-1 = skip) -> logprobs (N), entropy (N), lse (N)
  * (log-sum-exp of the scaled logits). Skipped rows get 0, 0 and their lse.
  */
-void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits, const int *targets, int N,
-                     int V, float inv_temp);
+void logprob_forward(float *logprobs, float *entropy, float *lse, const float *logits, const int *targets, int N, int V,
+                     float inv_temp);
 /* dlogits (N,V) += d(dlogprobs.logprobs + dentropy.entropy)/dlogits; either
  * d-input may be NULL. */
 void logprob_backward(float *dlogits, const float *dlogprobs, const float *dentropy, const float *logits,

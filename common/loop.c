@@ -24,14 +24,14 @@
 #include <unistd.h>
 
 struct loop_zsock {
-    loop_t *loop;                        // borrowed
-    void *sock;                          // borrowed zmq socket
-    uv_poll_t poll;                      // on ZMQ_FD, readable
+    loop_t *loop;   // borrowed
+    void *sock;     // borrowed zmq socket
+    uv_poll_t poll; // on ZMQ_FD, readable
     loop_msg_fn on_msg;
     void *ud;
-    loop_writable_fn on_writable;        // one shot, NULL when not wanted
+    loop_writable_fn on_writable; // one shot, NULL when not wanted
     void *wud;
-    bool closing;                        // removed; freed in the close callback
+    bool closing;                                                 // removed; freed in the close callback
     metrics_counter_t *msgs_in, *msgs_out, *bytes_in, *bytes_out; // borrowed, NULL without metrics
     struct loop_zsock *prev, *next;
 };
@@ -55,25 +55,25 @@ typedef struct job {
 
 struct loop {
     uv_loop_t uv;
-    metrics_t *metrics;               // borrowed, may be NULL
+    metrics_t *metrics; // borrowed, may be NULL
     metrics_family_t *f_msgs, *f_bytes;
     metrics_counter_t *rej_parts;
-    uv_check_t check;                 // re-checks every socket after each poll phase
-    uv_idle_t idle;                   // running = the next poll must not block
+    uv_check_t check; // re-checks every socket after each poll phase
+    uv_idle_t idle;   // running = the next poll must not block
     bool idle_on;
-    uv_async_t async;                 // worker results, posts, loop_stop
+    uv_async_t async; // worker results, posts, loop_stop
     atomic_bool stop_requested;
-    loop_zsock_t *zsocks;             // list, newest first
-    loop_timer_t *timers;             // list
+    loop_zsock_t *zsocks; // list, newest first
+    loop_timer_t *timers; // list
 
-    pthread_mutex_t mu;               // guards the two queues and quit
-    pthread_cond_t cv;                // jobs queued or quit
-    job_t *todo_head, *todo_tail;     // submitted, not started
-    job_t *done_head, *done_tail;     // finished jobs and posts, for the loop thread
+    pthread_mutex_t mu;           // guards the two queues and quit
+    pthread_cond_t cv;            // jobs queued or quit
+    job_t *todo_head, *todo_tail; // submitted, not started
+    job_t *done_head, *done_tail; // finished jobs and posts, for the loop thread
     bool quit;
     pthread_t *threads;
     int nthreads;
-    int pending;                      // submitted and not yet done (loop thread)
+    int pending; // submitted and not yet done (loop thread)
 
     uv_signal_t sigint, sigterm;
     bool signals_on;
@@ -84,7 +84,9 @@ struct loop {
 
 /* ---- helpers ---- */
 
-static void idle_cb(uv_idle_t *h) { (void)h; }
+static void idle_cb(uv_idle_t *h) {
+    (void)h;
+}
 
 static void idle_start(loop_t *l) {
     if (!l->idle_on) {
@@ -210,8 +212,7 @@ static void zsock_counters(loop_zsock_t *z, const char *queue) {
     metrics_counter_get(l->f_bytes, (const char *[]){queue, "out"}, &z->bytes_out);
 }
 
-rlhf_err_t loop_zsock_add(loop_t *l, void *sock, const char *queue, loop_msg_fn on_msg, void *ud,
-                          loop_zsock_t **out) {
+rlhf_err_t loop_zsock_add(loop_t *l, void *sock, const char *queue, loop_msg_fn on_msg, void *ud, loop_zsock_t **out) {
     *out = NULL;
     if (!l || !sock || !on_msg) return RLHF_EINVAL;
     int fd = -1;
@@ -251,9 +252,13 @@ void loop_zsock_remove(loop_zsock_t **p) {
     uv_close((uv_handle_t *)&z->poll, zsock_close_cb);
 }
 
-void *loop_zsock_socket(loop_zsock_t *z) { return z->sock; }
+void *loop_zsock_socket(loop_zsock_t *z) {
+    return z->sock;
+}
 
-loop_t *loop_zsock_loop(loop_zsock_t *z) { return z->loop; }
+loop_t *loop_zsock_loop(loop_zsock_t *z) {
+    return z->loop;
+}
 
 void loop_zsock_kick(loop_zsock_t *z) {
     if (z && !z->closing) idle_start(z->loop);
@@ -439,7 +444,9 @@ rlhf_err_t loop_submit(loop_t *l, loop_work_fn work, loop_done_fn done, void *ar
     return RLHF_OK;
 }
 
-int loop_pending_jobs(loop_t *l) { return l->pending; }
+int loop_pending_jobs(loop_t *l) {
+    return l->pending;
+}
 
 rlhf_err_t loop_post(loop_t *l, loop_post_fn fn, void *arg) {
     if (!l || !fn) return RLHF_EINVAL;
@@ -493,7 +500,9 @@ rlhf_err_t loop_catch_signals(loop_t *l, loop_signal_fn on_drain, loop_signal_fn
     return RLHF_OK;
 }
 
-bool loop_draining(loop_t *l) { return l->nsignals > 0; }
+bool loop_draining(loop_t *l) {
+    return l->nsignals > 0;
+}
 
 /* ---- the loop ---- */
 
@@ -581,9 +590,13 @@ fail:
     return rc;
 }
 
-uv_loop_t *loop_uv(loop_t *l) { return &l->uv; }
+uv_loop_t *loop_uv(loop_t *l) {
+    return &l->uv;
+}
 
-metrics_t *loop_metrics(loop_t *l) { return l->metrics; }
+metrics_t *loop_metrics(loop_t *l) {
+    return l->metrics;
+}
 
 rlhf_err_t loop_run(loop_t *l) {
     uv_run(&l->uv, UV_RUN_DEFAULT);
@@ -595,7 +608,9 @@ void loop_stop(loop_t *l) {
     uv_async_send(&l->async);
 }
 
-uint64_t loop_now_ms(loop_t *l) { return uv_now(&l->uv); }
+uint64_t loop_now_ms(loop_t *l) {
+    return uv_now(&l->uv);
+}
 
 static void close_foreign(uv_handle_t *h, void *arg) {
     (void)arg;

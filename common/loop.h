@@ -51,8 +51,8 @@
 #include "common/error.h"
 #include "common/metrics.h"
 
-#define LOOP_MAX_PARTS 16      // frames per received message
-#define LOOP_DRAIN_BUDGET 256  // messages per socket per loop iteration
+#define LOOP_MAX_PARTS    16  // frames per received message
+#define LOOP_DRAIN_BUDGET 256 // messages per socket per loop iteration
 
 typedef struct loop loop_t;
 typedef struct loop_zsock loop_zsock_t; // a zmq socket registered with a loop
@@ -113,8 +113,7 @@ uint64_t loop_now_ms(loop_t *l);
  * ("work", "rollouts"); NULL to not count. *out is owned by the loop and
  * valid until loop_zsock_remove or loop_destroy. RLHF_EINVAL (no ZMQ_FD),
  * RLHF_ENOMEM, RLHF_EIO. */
-rlhf_err_t loop_zsock_add(loop_t *l, void *sock, const char *queue, loop_msg_fn on_msg, void *ud,
-                          loop_zsock_t **out);
+rlhf_err_t loop_zsock_add(loop_t *l, void *sock, const char *queue, loop_msg_fn on_msg, void *ud, loop_zsock_t **out);
 /* Stop polling and forget the registration; safe inside its own callback.
  * The zmq socket may be closed right after. *p = NULL. */
 void loop_zsock_remove(loop_zsock_t **p);

@@ -27,11 +27,11 @@
 /* One labelled time series. The typed handles below wrap it as their only
  * member, so a handle converts to and from its series_t with a cast. */
 typedef struct {
-    metrics_family_t *fam;      // borrowed
-    char **values;              // (nlabels) owned copies
-    _Atomic uint64_t bits;      // counter/gauge value: a double's bit pattern
-    _Atomic uint64_t sum_bits;  // histogram: sum of observations (double bits)
-    _Atomic uint64_t *counts;   // histogram: (nbounds + 1) per-bucket counts, last = +Inf; owned
+    metrics_family_t *fam;     // borrowed
+    char **values;             // (nlabels) owned copies
+    _Atomic uint64_t bits;     // counter/gauge value: a double's bit pattern
+    _Atomic uint64_t sum_bits; // histogram: sum of observations (double bits)
+    _Atomic uint64_t *counts;  // histogram: (nbounds + 1) per-bucket counts, last = +Inf; owned
 } series_t;
 
 struct metrics_counter {
@@ -45,16 +45,16 @@ struct metrics_histogram {
 };
 
 struct metrics_family {
-    metrics_t *reg;                    // borrowed
+    metrics_t *reg; // borrowed
     metrics_type_t type;
-    char *name;                        // owned
-    char *help;                        // owned, "" if none
+    char *name; // owned
+    char *help; // owned, "" if none
     int nlabels;
-    char *labels[METRICS_MAX_LABELS];  // owned
+    char *labels[METRICS_MAX_LABELS]; // owned
     int nbounds;
-    double *bounds;                    // (nbounds) owned, histograms only
+    double *bounds; // (nbounds) owned, histograms only
     int nseries, capseries;
-    series_t **series;                 // (nseries) owned, creation order
+    series_t **series; // (nseries) owned, creation order
     struct metrics_family *next;
 };
 
@@ -73,8 +73,8 @@ struct metrics {
     pthread_mutex_t mu;
     metrics_family_t *head, *tail; // creation order
     int ncollectors, capcollectors;
-    collector_t *collectors;       // owned
-    proc_metrics_t *proc;          // owned, NULL until metrics_register_process
+    collector_t *collectors; // owned
+    proc_metrics_t *proc;    // owned, NULL until metrics_register_process
 };
 
 static const double default_bounds[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
@@ -209,8 +209,8 @@ static bool same_definition(const metrics_family_t *f, metrics_type_t type, char
     return true;
 }
 
-static rlhf_err_t family_get(metrics_t *m, metrics_type_t type, const char *name, const char *help,
-                             const char *labels, const double *bounds, size_t nbounds, metrics_family_t **out) {
+static rlhf_err_t family_get(metrics_t *m, metrics_type_t type, const char *name, const char *help, const char *labels,
+                             const double *bounds, size_t nbounds, metrics_family_t **out) {
     char *names[METRICS_MAX_LABELS] = {0};
     int nnames = 0;
     metrics_family_t *f = NULL;
@@ -428,7 +428,9 @@ rlhf_err_t metrics_histogram(metrics_t *m, const char *name, const char *help, c
 
 /* ---- updates ---- */
 
-void metrics_counter_inc(metrics_counter_t *c) { metrics_counter_add(c, 1.0); }
+void metrics_counter_inc(metrics_counter_t *c) {
+    metrics_counter_add(c, 1.0);
+}
 
 void metrics_counter_add(metrics_counter_t *c, double v) {
     if (!c || !(v >= 0)) return; // also drops NaN
@@ -576,8 +578,7 @@ rlhf_err_t metrics_register_process(metrics_t *m) {
                               &p->cpu)) != RLHF_OK ||
         (rc = metrics_gauge(m, "process_resident_memory_bytes", "Resident memory size in bytes.", &p->rss)) !=
             RLHF_OK ||
-        (rc = metrics_gauge(m, "process_virtual_memory_bytes", "Virtual memory size in bytes.", &p->vsz)) !=
-            RLHF_OK ||
+        (rc = metrics_gauge(m, "process_virtual_memory_bytes", "Virtual memory size in bytes.", &p->vsz)) != RLHF_OK ||
         (rc = metrics_gauge(m, "process_open_fds", "Number of open file descriptors.", &p->fds)) != RLHF_OK ||
         (rc = metrics_gauge(m, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
                             &p->start)) != RLHF_OK)
@@ -639,7 +640,9 @@ static void sb_putn(sb_t *b, const char *s, size_t n) {
     b->buf[b->len] = '\0';
 }
 
-static void sb_puts(sb_t *b, const char *s) { sb_putn(b, s, strlen(s)); }
+static void sb_puts(sb_t *b, const char *s) {
+    sb_putn(b, s, strlen(s));
+}
 
 /* Escape backslash and newline (and the double quote when quoted). */
 static void sb_escaped(sb_t *b, const char *s, bool quote) {
@@ -661,8 +664,8 @@ static void sb_double(sb_t *b, double v) {
 }
 
 /* name{l1="v1",...,extra_name="extra_value"} value\n */
-static void sb_sample(sb_t *b, const metrics_family_t *f, const char *suffix, const series_t *s,
-                      const char *extra_name, const char *extra_value, double v) {
+static void sb_sample(sb_t *b, const metrics_family_t *f, const char *suffix, const series_t *s, const char *extra_name,
+                      const char *extra_value, double v) {
     sb_puts(b, f->name);
     sb_puts(b, suffix);
     if (f->nlabels || extra_name) {
@@ -790,8 +793,8 @@ rlhf_err_t metrics_snapshot(metrics_t *m, json_t **out) {
             }
             jappend(arr, js, &ok);
             jset(js, "labels", labels, &ok);
-            for (int k = 0; k < f->nlabels; k++) jset(labels, f->labels[k], json_stringn(s->values[k],
-                                                                                         strlen(s->values[k])), &ok);
+            for (int k = 0; k < f->nlabels; k++)
+                jset(labels, f->labels[k], json_stringn(s->values[k], strlen(s->values[k])), &ok);
             if (f->type != METRICS_HISTOGRAM) {
                 jset(js, "value", json_number(u2d(atomic_load_explicit(&s->bits, memory_order_relaxed))), &ok);
                 continue;

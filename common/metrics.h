@@ -41,9 +41,9 @@
 
 #include "common/error.h"
 
-#define METRICS_MAX_LABELS 8    // label names per family
-#define METRICS_MAX_SERIES 256  // label value combinations per family (RLHF_ERANGE beyond)
-#define METRICS_MAX_BUCKETS 64  // histogram upper bounds, +Inf excluded
+#define METRICS_MAX_LABELS    8   // label names per family
+#define METRICS_MAX_SERIES    256 // label value combinations per family (RLHF_ERANGE beyond)
+#define METRICS_MAX_BUCKETS   64  // histogram upper bounds, +Inf excluded
 #define METRICS_MAX_VALUE_LEN 256 // bytes per label value
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

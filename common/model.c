@@ -47,7 +47,7 @@ rlhf_err_t model_config_preset(model_config_t *c, const char *name) {
 }
 
 rlhf_err_t model_config_validate(const model_config_t *c, char *err, size_t errlen) {
-#define CHECK(cond, ...) \
+#define CHECK(cond, ...)                                                                                               \
     if (!(cond)) return rlhf_seterr(err, errlen, RLHF_ERANGE, __VA_ARGS__)
     CHECK(c->vocab_size > 0 && c->vocab_size <= 1000000, "vocab_size must be in 1..1000000 (got %d)", c->vocab_size);
     CHECK(c->dim > 0 && c->dim <= 65536, "dim must be in 1..65536 (got %d)", c->dim);
@@ -59,8 +59,7 @@ rlhf_err_t model_config_validate(const model_config_t *c, char *err, size_t errl
     CHECK(c->n_kv_heads > 0 && c->n_kv_heads <= c->n_heads && c->n_heads % c->n_kv_heads == 0,
           "n_kv_heads must divide n_heads (n_heads %d, n_kv_heads %d)", c->n_heads, c->n_kv_heads);
     CHECK(c->hidden_dim > 0 && c->hidden_dim <= 1 << 20, "hidden_dim must be in 1..1048576 (got %d)", c->hidden_dim);
-    CHECK(c->max_seq_len > 0 && c->max_seq_len <= 1 << 16, "max_seq_len must be in 1..65536 (got %d)",
-          c->max_seq_len);
+    CHECK(c->max_seq_len > 0 && c->max_seq_len <= 1 << 16, "max_seq_len must be in 1..65536 (got %d)", c->max_seq_len);
     CHECK(c->tied_embeddings == 0 || c->tied_embeddings == 1, "tied_embeddings must be 0 or 1");
     CHECK(c->scalar_head == 0 || c->scalar_head == 1, "scalar_head must be 0 or 1");
     CHECK(c->norm_eps > 0 && c->norm_eps < 1, "norm_eps must be in (0,1) (got %g)", (double)c->norm_eps);
@@ -105,8 +104,8 @@ size_t model_config_n_params_nonemb(const model_config_t *c) {
 /* ---- weights ---- */
 
 void model_point_params(const model_t *m, float *blob, model_params_t *p) {
-    float **ptrs[MP_COUNT] = {&p->emb, &p->attn_norm, &p->wq,   &p->wk,      &p->wv,   &p->wo,   &p->ffn_norm,
-                              &p->w1,  &p->w3,        &p->w2,   &p->norm,    &p->lm_head, &p->score};
+    float **ptrs[MP_COUNT] = {&p->emb, &p->attn_norm, &p->wq, &p->wk,   &p->wv,      &p->wo,   &p->ffn_norm,
+                              &p->w1,  &p->w3,        &p->w2, &p->norm, &p->lm_head, &p->score};
     for (int k = 0; k < MP_COUNT; k++) *ptrs[k] = m->sizes[k] ? blob + m->offsets[k] : NULL;
     if (m->cfg.tied_embeddings) p->lm_head = p->emb;
 }
@@ -215,16 +214,31 @@ int model_tensor_info(const model_t *m, int k, int l, char *name, size_t namelen
     if (model_tensor_per_layer(k)) snprintf(name, namelen, "model.layers.%d.%s", l, layer_names[k]);
     int nd = 2;
     switch (k) {
-    case MP_EMB: snprintf(name, namelen, "model.embed_tokens.weight"); shape[0] = c->vocab_size, shape[1] = C; break;
-    case MP_ATTN_NORM: case MP_FFN_NORM: shape[0] = C, nd = 1; break;
+    case MP_EMB:
+        snprintf(name, namelen, "model.embed_tokens.weight");
+        shape[0] = c->vocab_size, shape[1] = C;
+        break;
+    case MP_ATTN_NORM:
+    case MP_FFN_NORM: shape[0] = C, nd = 1; break;
     case MP_WQ: shape[0] = QC, shape[1] = C; break;
-    case MP_WK: case MP_WV: shape[0] = KC, shape[1] = C; break;
+    case MP_WK:
+    case MP_WV: shape[0] = KC, shape[1] = C; break;
     case MP_WO: shape[0] = C, shape[1] = QC; break;
-    case MP_W1: case MP_W3: shape[0] = c->hidden_dim, shape[1] = C; break;
+    case MP_W1:
+    case MP_W3: shape[0] = c->hidden_dim, shape[1] = C; break;
     case MP_W2: shape[0] = C, shape[1] = c->hidden_dim; break;
-    case MP_NORM: snprintf(name, namelen, "model.norm.weight"); shape[0] = C, nd = 1; break;
-    case MP_LM_HEAD: snprintf(name, namelen, "lm_head.weight"); shape[0] = c->vocab_size, shape[1] = C; break;
-    case MP_SCORE: snprintf(name, namelen, "score.weight"); shape[0] = 1, shape[1] = C; break;
+    case MP_NORM:
+        snprintf(name, namelen, "model.norm.weight");
+        shape[0] = C, nd = 1;
+        break;
+    case MP_LM_HEAD:
+        snprintf(name, namelen, "lm_head.weight");
+        shape[0] = c->vocab_size, shape[1] = C;
+        break;
+    case MP_SCORE:
+        snprintf(name, namelen, "score.weight");
+        shape[0] = 1, shape[1] = C;
+        break;
     }
     return nd;
 }
@@ -240,22 +254,22 @@ struct model_acts {
     size_t bytes;
     float *mem;
     /* per layer l, offset l*size */
-    float *x_in;     // (L+1, BT, C) residual stream; x_in[L] is the final one
-    float *rstd_att; // (L, BT)
-    float *xn_att;   // (L, BT, C)
-    float *q;        // (L, BT, QC) after rope
-    float *k, *v;    // (L, BT, KC) k after rope
-    float *att;      // (L, B, NH, T, T)
-    float *attout;   // (L, BT, QC)
-    float *x_mid;    // (L, BT, C)
-    float *rstd_ffn; // (L, BT)
-    float *xn_ffn;   // (L, BT, C)
-    float *h1, *h3;  // (L, BT, H)
-    float *hg;       // (L, BT, H) silu(h1)*h3
-    float *rstd_f;   // (BT)
-    float *xf;       // (BT, C)
-    float *logits;   // (BT, V)
-    float *lse;      // (BT)
+    float *x_in;                        // (L+1, BT, C) residual stream; x_in[L] is the final one
+    float *rstd_att;                    // (L, BT)
+    float *xn_att;                      // (L, BT, C)
+    float *q;                           // (L, BT, QC) after rope
+    float *k, *v;                       // (L, BT, KC) k after rope
+    float *att;                         // (L, B, NH, T, T)
+    float *attout;                      // (L, BT, QC)
+    float *x_mid;                       // (L, BT, C)
+    float *rstd_ffn;                    // (L, BT)
+    float *xn_ffn;                      // (L, BT, C)
+    float *h1, *h3;                     // (L, BT, H)
+    float *hg;                          // (L, BT, H) silu(h1)*h3
+    float *rstd_f;                      // (BT)
+    float *xf;                          // (BT, C)
+    float *logits;                      // (BT, V)
+    float *lse;                         // (BT)
     float *logprobs, *entropy, *values; // (BT)
     /* backward scratch */
     float *dx, *dxn, *dbig; // (BT,C), (BT,C), (BT, max(QC,H))
@@ -280,17 +294,39 @@ model_acts_t *model_acts_new(const model_config_t *c, int B, int T) {
         float **p;
         size_t n;
     } t[] = {
-        {&a->x_in, (L + 1) * BT * C}, {&a->rstd_att, L * BT},      {&a->xn_att, L * BT * C},
-        {&a->q, L * BT * QC},         {&a->k, L * BT * KC},        {&a->v, L * BT * KC},
-        {&a->att, L * B * NH * T * T}, {&a->attout, L * BT * QC},  {&a->x_mid, L * BT * C},
-        {&a->rstd_ffn, L * BT},       {&a->xn_ffn, L * BT * C},    {&a->h1, L * BT * H},
-        {&a->h3, L * BT * H},         {&a->hg, L * BT * H},        {&a->rstd_f, BT},
-        {&a->xf, BT * C},             {&a->logits, BT * V},        {&a->lse, BT},
-        {&a->logprobs, BT},           {&a->entropy, BT},           {&a->values, BT},
-        {&a->dx, BT * C},             {&a->dxn, BT * C},           {&a->dbig, BT * big},
-        {&a->dq, BT * QC},            {&a->dk, BT * KC},           {&a->dv, BT * KC},
-        {&a->dh1, BT * H},            {&a->dh3, BT * H},           {&a->datt, B * NH * T * T},
-        {&a->dlogits, BT * V},        {&a->cosv, T * HS / 2},      {&a->sinv, T * HS / 2},
+        {&a->x_in, (L + 1) * BT * C},
+        {&a->rstd_att, L * BT},
+        {&a->xn_att, L * BT * C},
+        {&a->q, L * BT * QC},
+        {&a->k, L * BT * KC},
+        {&a->v, L * BT * KC},
+        {&a->att, L * B * NH * T * T},
+        {&a->attout, L * BT * QC},
+        {&a->x_mid, L * BT * C},
+        {&a->rstd_ffn, L * BT},
+        {&a->xn_ffn, L * BT * C},
+        {&a->h1, L * BT * H},
+        {&a->h3, L * BT * H},
+        {&a->hg, L * BT * H},
+        {&a->rstd_f, BT},
+        {&a->xf, BT * C},
+        {&a->logits, BT * V},
+        {&a->lse, BT},
+        {&a->logprobs, BT},
+        {&a->entropy, BT},
+        {&a->values, BT},
+        {&a->dx, BT * C},
+        {&a->dxn, BT * C},
+        {&a->dbig, BT * big},
+        {&a->dq, BT * QC},
+        {&a->dk, BT * KC},
+        {&a->dv, BT * KC},
+        {&a->dh1, BT * H},
+        {&a->dh3, BT * H},
+        {&a->datt, B * NH * T * T},
+        {&a->dlogits, BT * V},
+        {&a->cosv, T * HS / 2},
+        {&a->sinv, T * HS / 2},
     };
     size_t n = 0, count = sizeof(t) / sizeof(t[0]);
     for (size_t i = 0; i < count; i++) n += (t[i].n + 15) & ~(size_t)15;
@@ -322,11 +358,21 @@ void model_acts_destroy(model_acts_t **pa) {
     *pa = NULL;
 }
 
-size_t model_acts_bytes(const model_acts_t *a) { return a->bytes; }
-const float *model_acts_logprobs(const model_acts_t *a) { return a->logprobs; }
-const float *model_acts_entropy(const model_acts_t *a) { return a->entropy; }
-const float *model_acts_values(const model_acts_t *a) { return a->values; }
-const float *model_acts_logits(const model_acts_t *a) { return a->have_logits ? a->logits : NULL; }
+size_t model_acts_bytes(const model_acts_t *a) {
+    return a->bytes;
+}
+const float *model_acts_logprobs(const model_acts_t *a) {
+    return a->logprobs;
+}
+const float *model_acts_entropy(const model_acts_t *a) {
+    return a->entropy;
+}
+const float *model_acts_values(const model_acts_t *a) {
+    return a->values;
+}
+const float *model_acts_logits(const model_acts_t *a) {
+    return a->have_logits ? a->logits : NULL;
+}
 
 void model_forward(model_t *m, model_acts_t *a, const int *tokens, const int *targets, int B, int T,
                    float temperature) {
@@ -511,8 +557,12 @@ void kvcache_destroy(kvcache_t **pkv) {
     *pkv = NULL;
 }
 
-int kvcache_slots(const kvcache_t *kv) { return kv->B; }
-int kvcache_len(const kvcache_t *kv) { return kv->T; }
+int kvcache_slots(const kvcache_t *kv) {
+    return kv->B;
+}
+int kvcache_len(const kvcache_t *kv) {
+    return kv->T;
+}
 
 static int kv_reserve(kvcache_t *kv, const model_config_t *c, int N) {
     if (N <= kv->cap_rows) return 0;
@@ -530,8 +580,7 @@ static int kv_reserve(kvcache_t *kv, const model_config_t *c, int N) {
     return 0;
 }
 
-void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, const int *pos, int N,
-                float *logits) {
+void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, const int *pos, int N, float *logits) {
     const model_config_t *c = &m->cfg;
     int C = c->dim, L = c->n_layers, H = c->hidden_dim, V = c->vocab_size, NH = c->n_heads, KVH = c->n_kv_heads;
     int HS = C / NH, QC = HS * NH, KC = HS * KVH, T = kv->T, rep = NH / KVH;
@@ -569,15 +618,13 @@ void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, c
                 for (int t = 0; t <= P; t++) {
                     const float *kt = kb + (size_t)t * HS;
                     float d = 0.0f;
-                    _Pragma("omp simd reduction(+ : d)")
-                    for (int e = 0; e < HS; e++) d += qi[e] * kt[e];
+                    _Pragma("omp simd reduction(+ : d)") for (int e = 0; e < HS; e++) d += qi[e] * kt[e];
                     d *= scale;
                     s[t] = d;
                     mx = d > mx ? d : mx;
                 }
                 float sum = 0.0f;
-                _Pragma("omp simd reduction(+ : sum)")
-                for (int t = 0; t <= P; t++) {
+                _Pragma("omp simd reduction(+ : sum)") for (int t = 0; t <= P; t++) {
                     s[t] = vexpf(s[t] - mx);
                     sum += s[t];
                 }
@@ -587,8 +634,7 @@ void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, c
                 for (int t = 0; t <= P; t++) {
                     float p = s[t] * inv;
                     const float *vt = vb + (size_t)t * HS;
-                    _Pragma("omp simd")
-                    for (int e = 0; e < HS; e++) o[e] += p * vt[e];
+                    _Pragma("omp simd") for (int e = 0; e < HS; e++) o[e] += p * vt[e];
                 }
             }
         matmul_forward(kv->x, kv->ao, w->wo + (size_t)l * C * QC, N, QC, C, 1);
@@ -604,5 +650,9 @@ void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, c
     }
 }
 
-void model_set_threads(int n) { kernels_set_threads(n); }
-int model_get_threads(void) { return kernels_get_threads(); }
+void model_set_threads(int n) {
+    kernels_set_threads(n);
+}
+int model_get_threads(void) {
+    return kernels_get_threads();
+}

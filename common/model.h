@@ -69,13 +69,13 @@ typedef struct {
 
 typedef struct {
     model_config_t cfg;
-    size_t sizes[MP_COUNT];  // floats per tensor, all layers together
+    size_t sizes[MP_COUNT]; // floats per tensor, all layers together
     size_t offsets[MP_COUNT];
-    size_t n_params;         // floats in the blob
-    float *params_mem;       // owned, 64-byte aligned
-    model_params_t w;        // views into params_mem
-    float *grads_mem;        // NULL until model_alloc_grads
-    model_params_t g;        // views into grads_mem
+    size_t n_params;   // floats in the blob
+    float *params_mem; // owned, 64-byte aligned
+    model_params_t w;  // views into params_mem
+    float *grads_mem;  // NULL until model_alloc_grads
+    model_params_t g;  // views into grads_mem
 } model_t;
 
 /* ---- config ---- */
@@ -135,8 +135,7 @@ size_t model_acts_bytes(const model_acts_t *a);
  *   entropy  (B,T)  entropy of that distribution; 0 where skipped
  *   values   (B,T)  scalar head output at every position (all zero without head)
  */
-void model_forward(model_t *m, model_acts_t *a, const int *tokens, const int *targets, int B, int T,
-                   float temperature);
+void model_forward(model_t *m, model_acts_t *a, const int *tokens, const int *targets, int B, int T, float temperature);
 const float *model_acts_logprobs(const model_acts_t *a);
 const float *model_acts_entropy(const model_acts_t *a);
 const float *model_acts_values(const model_acts_t *a);
@@ -148,13 +147,11 @@ const float *model_acts_logits(const model_acts_t *a);
  * and dL/dvalues (B,T) (each may be NULL = zero), ADDS the parameter
  * gradients into m->grads_mem (call model_zero_grads first).
  */
-void model_backward(model_t *m, model_acts_t *a, const float *dlogprobs, const float *dentropy,
-                    const float *dvalues);
+void model_backward(model_t *m, model_acts_t *a, const float *dlogprobs, const float *dentropy, const float *dvalues);
 
 /* Convenience: mean next-token NLL over positions with targets >= 0, with
  * backward if do_backward. tokens (B,T), targets (B,T). Returns the loss. */
-float model_sft_step(model_t *m, model_acts_t *a, const int *tokens, const int *targets, int B, int T,
-                     int do_backward);
+float model_sft_step(model_t *m, model_acts_t *a, const int *tokens, const int *targets, int B, int T, int do_backward);
 
 /* ---- generation ---- */
 
@@ -174,8 +171,7 @@ int kvcache_len(const kvcache_t *kv);
  * (a decode step) are both one call, one sgemm per weight matrix.
  * logits (N,V) out, may be NULL (then the LM head is skipped).
  */
-void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, const int *pos, int N,
-                float *logits);
+void model_step(model_t *m, kvcache_t *kv, const int *tokens, const int *slot, const int *pos, int N, float *logits);
 
 /* ---- threads ---- */
 

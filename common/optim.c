@@ -57,8 +57,7 @@ float grad_global_norm(const float *g, size_t n) {
     return (float)sqrt(s);
 }
 
-void adamw_update(adamw_t *o, float *params, float *grads, const uint8_t *decay_mask, float *gnorm_out,
-                  float *lr_out) {
+void adamw_update(adamw_t *o, float *params, float *grads, const uint8_t *decay_mask, float *gnorm_out, float *lr_out) {
     const adamw_config_t *c = &o->cfg;
     float gnorm = grad_global_norm(grads, o->n);
     float scale = 1.0f;

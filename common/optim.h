@@ -21,8 +21,8 @@ typedef struct {
     float weight_decay; // 0.1
     float grad_clip;    // global norm; <= 0 disables
     int warmup_steps;
-    int total_steps;    // for cosine; 0 = constant after warm-up
-    float min_lr_frac;  // cosine floor as a fraction of lr
+    int total_steps;   // for cosine; 0 = constant after warm-up
+    float min_lr_frac; // cosine floor as a fraction of lr
 } adamw_config_t;
 
 typedef struct {
@@ -50,7 +50,6 @@ float grad_global_norm(const float *grads, size_t n);
  * decay_mask (n) may be NULL (decay everything). Returns the pre-clip
  * gradient norm in *gnorm_out (may be NULL) and the lr used in *lr_out.
  */
-void adamw_update(adamw_t *o, float *params, float *grads, const uint8_t *decay_mask, float *gnorm_out,
-                  float *lr_out);
+void adamw_update(adamw_t *o, float *params, float *grads, const uint8_t *decay_mask, float *gnorm_out, float *lr_out);
 
 #endif

@@ -18,7 +18,9 @@ void rng_init(rng_t *r, uint64_t seed) {
     }
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t rng_u64(rng_t *r) {
     uint64_t *s = r->s;
@@ -33,9 +35,13 @@ uint64_t rng_u64(rng_t *r) {
     return result;
 }
 
-float rng_float(rng_t *r) { return (float)(rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
+float rng_float(rng_t *r) {
+    return (float)(rng_u64(r) >> 40) * (1.0f / 16777216.0f);
+}
 
-double rng_double(rng_t *r) { return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+double rng_double(rng_t *r) {
+    return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 uint32_t rng_below(rng_t *r, uint32_t n) {
     /* Lemire's multiply-shift; the tiny bias is irrelevant for our n. */

@@ -31,7 +31,7 @@
 #endif
 
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000) // refuse larger JSON headers
-#define ST_ALIGN 64                                 // buffer alignment
+#define ST_ALIGN      64                            // buffer alignment
 
 struct safetensors {
     char *label;          // path (or "<buffer>") for error messages, owned
@@ -49,9 +49,13 @@ struct safetensors {
 static const char *const st_names[ST__COUNT] = {"F32", "F16", "BF16", "I64", "I32", "U8", "F64"};
 static const size_t st_sizes[ST__COUNT] = {4, 2, 2, 8, 4, 1, 8};
 
-size_t st_dtype_size(st_dtype_t d) { return (unsigned)d < ST__COUNT ? st_sizes[d] : 0; }
+size_t st_dtype_size(st_dtype_t d) {
+    return (unsigned)d < ST__COUNT ? st_sizes[d] : 0;
+}
 
-const char *st_dtype_name(st_dtype_t d) { return (unsigned)d < ST__COUNT ? st_names[d] : "?"; }
+const char *st_dtype_name(st_dtype_t d) {
+    return (unsigned)d < ST__COUNT ? st_names[d] : "?";
+}
 
 rlhf_err_t st_dtype_parse(const char *name, st_dtype_t *out) {
     for (int i = 0; i < ST__COUNT; i++) {
@@ -90,7 +94,6 @@ static int tensor_bytes(int ndim, const int64_t *shape, size_t esize, size_t *ou
     *out = (size_t)b;
     return 0;
 }
-
 
 /* ---- reading ---- */
 
@@ -171,8 +174,8 @@ static rlhf_err_t parse_entry(const safetensors_t *st, const char *name, json_t 
     for (size_t i = 0; i < nd; i++) {
         json_t *e = json_array_get(js, i);
         if (!json_is_integer(e))
-            return rlhf_seterr(err, errlen, RLHF_EFORMAT,
-                               "%s: tensor '%s' shape[%zu] must be an integer (got %s).", L, name, i, common__json_kind(e));
+            return rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s: tensor '%s' shape[%zu] must be an integer (got %s).", L,
+                               name, i, common__json_kind(e));
         json_int_t d = json_integer_value(e);
         if (d < 0)
             return rlhf_seterr(err, errlen, RLHF_ERANGE, "%s: tensor '%s' shape[%zu] is negative (%lld).", L, name, i,
@@ -285,10 +288,9 @@ static rlhf_err_t st_index(safetensors_t *st, char *err, size_t errlen) {
         const st_tensor_t *t = refs[i].t;
         if (t->nbytes == 0) continue;
         if (prev && t->offset < prev->offset + prev->nbytes) {
-            rc = rlhf_seterr(err, errlen, RLHF_EFORMAT,
-                             "%s: tensors '%s' [%zu,%zu) and '%s' [%zu,%zu) overlap in the data section.", L,
-                             prev->name, prev->offset, prev->offset + prev->nbytes, t->name, t->offset,
-                             t->offset + t->nbytes);
+            rc = rlhf_seterr(
+                err, errlen, RLHF_EFORMAT, "%s: tensors '%s' [%zu,%zu) and '%s' [%zu,%zu) overlap in the data section.",
+                L, prev->name, prev->offset, prev->offset + prev->nbytes, t->name, t->offset, t->offset + t->nbytes);
             goto out;
         }
         prev = t;
@@ -389,7 +391,9 @@ fail:
     return rc;
 }
 
-int safetensors_count(const safetensors_t *st) { return st->n; }
+int safetensors_count(const safetensors_t *st) {
+    return st->n;
+}
 
 const st_tensor_t *safetensors_tensor(const safetensors_t *st, int i) {
     return i >= 0 && i < st->n ? &st->tensors[i] : NULL;
@@ -414,22 +418,26 @@ const st_tensor_t *safetensors_find(const safetensors_t *st, const char *name) {
     return i < 0 ? NULL : &st->tensors[i];
 }
 
-const void *safetensors_data(const safetensors_t *st, const st_tensor_t *t) { return st->data + t->offset; }
+const void *safetensors_data(const safetensors_t *st, const st_tensor_t *t) {
+    return st->data + t->offset;
+}
 
 const char *safetensors_meta(const safetensors_t *st, const char *key) {
     if (!st->meta) return NULL;
     return json_string_value(json_object_get(st->meta, key)); // NULL-safe
 }
 
-const char *safetensors_label(const safetensors_t *st) { return st->label; }
+const char *safetensors_label(const safetensors_t *st) {
+    return st->label;
+}
 
 rlhf_err_t safetensors_read_f32(const safetensors_t *st, const char *name, float *dst, size_t numel, char *err,
                                 size_t errlen) {
     const st_tensor_t *t = safetensors_find(st, name);
     if (!t) return rlhf_seterr(err, errlen, RLHF_ENOTFOUND, "%s: tensor '%s' is missing.", st->label, name);
     if (t->dtype != ST_F32)
-        return rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: tensor '%s' has dtype %s, expected F32.", st->label,
-                           name, st_dtype_name(t->dtype));
+        return rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: tensor '%s' has dtype %s, expected F32.", st->label, name,
+                           st_dtype_name(t->dtype));
     if (t->nbytes / sizeof(float) != numel) {
         char sb[160];
         return rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: tensor '%s' has shape %s (%zu elements), expected %zu.",
@@ -455,8 +463,8 @@ static rlhf_err_t write_all(int fd, const void *p, size_t len, const char *path,
     return RLHF_OK;
 }
 
-rlhf_err_t safetensors__write_atomic(const char *path, int nbuf, const void *const *bufs, const size_t *lens,
-                                     char *err, size_t errlen) {
+rlhf_err_t safetensors__write_atomic(const char *path, int nbuf, const void *const *bufs, const size_t *lens, char *err,
+                                     size_t errlen) {
     rlhf_err_t rc = RLHF_OK;
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 32);
@@ -548,8 +556,7 @@ rlhf_err_t safetensors_write(const char *path, const st_entry_t *entries, int n,
             }
             json_t *s = json_string(meta_vals[i]);
             if (!s) {
-                rc = rlhf_seterr(err, errlen, RLHF_EINVAL, "%s: metadata '%s' is not valid UTF-8.", path,
-                                 meta_keys[i]);
+                rc = rlhf_seterr(err, errlen, RLHF_EINVAL, "%s: metadata '%s' is not valid UTF-8.", path, meta_keys[i]);
                 goto fail;
             }
             if (json_object_set_new(meta, meta_keys[i], s) != 0) {
@@ -567,8 +574,8 @@ rlhf_err_t safetensors_write(const char *path, const st_entry_t *entries, int n,
         const st_entry_t *e = &entries[i];
         size_t nl = e->name ? strlen(e->name) : 0;
         if (nl == 0 || nl >= ST_MAX_NAME || strcmp(e->name, "__metadata__") == 0) {
-            rc = rlhf_seterr(err, errlen, RLHF_EINVAL, "%s: tensor %d has an invalid name '%.40s' (1..%d bytes).",
-                             path, i, e->name ? e->name : "(null)", ST_MAX_NAME - 1);
+            rc = rlhf_seterr(err, errlen, RLHF_EINVAL, "%s: tensor %d has an invalid name '%.40s' (1..%d bytes).", path,
+                             i, e->name ? e->name : "(null)", ST_MAX_NAME - 1);
             goto fail;
         }
         if ((unsigned)e->dtype >= ST__COUNT) {

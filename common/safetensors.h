@@ -92,7 +92,7 @@ rlhf_err_t st_dtype_parse(const char *name, st_dtype_t *out);
  * buffers to path atomically: "<path>.tmp.<pid>" in the same folder, fsync,
  * rename over path, fsync of the folder. The temp file is removed on
  * failure. RLHF_EIO with strerror(errno) on OS failures. */
-rlhf_err_t safetensors__write_atomic(const char *path, int nbuf, const void *const *bufs, const size_t *lens,
-                                     char *err, size_t errlen);
+rlhf_err_t safetensors__write_atomic(const char *path, int nbuf, const void *const *bufs, const size_t *lens, char *err,
+                                     size_t errlen);
 
 #endif

@@ -37,15 +37,17 @@ static inline float exp_nonpos(float x) {
     uint32_t bits;
     memcpy(&bits, &x, sizeof(bits));
     uint32_t ok = (bits & 0x7fffffffu) <= 0x42ae0000u ? 0xffffffffu : 0u; // |x| <= 87: not NaN nor -inf
-    uint32_t xb = (bits & ok) | (0xc2ae0000u & ~ok);                    // x, or -87
+    uint32_t xb = (bits & ok) | (0xc2ae0000u & ~ok);                      // x, or -87
     float xc;
     memcpy(&xc, &xb, sizeof(xc));
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round(x / ln 2), in [-126, 0]
-    int32_t e = ((int32_t)n + 127) << 23;                                // bits of 2^n
+    int32_t e = ((int32_t)n + 127) << 23;                              // bits of 2^n
     float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
     float z = r * r;
     float y = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
-               1.6666665459e-1f) * r + 5.0000001201e-1f;
+               1.6666665459e-1f) *
+                  r +
+              5.0000001201e-1f;
     y = y * z + r + 1.0f;
     float scale;
     memcpy(&scale, &e, sizeof(scale));
@@ -116,7 +118,9 @@ void sampler_softmax(float *x, int n) {
 
 /* ---- ranking ---- */
 
-static inline float rank_key(float x) { return x != x ? -INFINITY : x; }
+static inline float rank_key(float x) {
+    return x != x ? -INFINITY : x;
+}
 
 /* Does token a rank before token b? */
 static inline int before(const float *l, int a, int b) {
@@ -238,8 +242,8 @@ static int pick(const float *prob, const int *c, int n, double r) {
 
 /* ---- sampling ---- */
 
-int sampler_sample(const float *logits, int V, const sampler_params_t *p, float coin, float *scratch,
-                   int *idx_scratch, float *logprob) {
+int sampler_sample(const float *logits, int V, const sampler_params_t *p, float coin, float *scratch, int *idx_scratch,
+                   float *logprob) {
     if (!logits || V <= 0) return -1;
     sampler_params_t def;
     if (!p) {

@@ -53,8 +53,8 @@ void sampler_params_default(sampler_params_t *p);
  * sampling, O(V log k) for top-k (then O(k) for a top-p on top), expected
  * O(V) for top-p alone (a selection, no sort).
  */
-int sampler_sample(const float *logits, int V, const sampler_params_t *p, float coin, float *scratch,
-                   int *idx_scratch, float *logprob);
+int sampler_sample(const float *logits, int V, const sampler_params_t *p, float coin, float *scratch, int *idx_scratch,
+                   float *logprob);
 
 /* Index of the largest of x (n), the lowest index among equals; NaN never
  * wins unless every value is NaN or -INFINITY (then 0). n > 0. */

@@ -60,7 +60,9 @@ static rlhf_err_t builder_finish(builder_t *b, sft_data_t *d) {
     return RLHF_OK;
 }
 
-static void builder_free(builder_t *b) { free(b->pool), free(b->starts), free(b->plens), free(b->lens); }
+static void builder_free(builder_t *b) {
+    free(b->pool), free(b->starts), free(b->plens), free(b->lens);
+}
 
 void sft_data_fini(sft_data_t *d) {
     free(d->ex);
@@ -70,8 +72,8 @@ void sft_data_fini(sft_data_t *d) {
 
 rlhf_err_t sft_data_load_jsonl(sft_data_t *d, const char *path, int max_len, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
-    if (!f) return rlhf_seterr(err, errlen, RLHF_EIO, "%s: cannot open (%s); check the --data path", path,
-                               strerror(errno));
+    if (!f)
+        return rlhf_seterr(err, errlen, RLHF_EIO, "%s: cannot open (%s); check the --data path", path, strerror(errno));
     builder_t b = {0};
     rlhf_err_t rc = RLHF_OK;
     char *line = NULL;
@@ -90,7 +92,8 @@ rlhf_err_t sft_data_load_jsonl(sft_data_t *d, const char *path, int max_len, cha
         json_error_t je;
         json_t *o = json_loadb(line, (size_t)n, 0, &je);
         if (!o || !json_is_object(o)) {
-            rc = rlhf_seterr(err, errlen, RLHF_EFORMAT, "%s:%d: not a JSON object (%s); each line must be {\"prompt\": ..., \"completion\": ...}",
+            rc = rlhf_seterr(err, errlen, RLHF_EFORMAT,
+                             "%s:%d: not a JSON object (%s); each line must be {\"prompt\": ..., \"completion\": ...}",
                              path, lineno, o ? "got another JSON type" : je.text);
             json_decref(o);
             goto done;
@@ -160,8 +163,8 @@ rlhf_err_t sft_data_from_task(sft_data_t *d, const task_t *t, int split, int max
             free(toks);
             builder_free(&b);
             return rlhf_seterr(err, errlen, RLHF_ERANGE,
-                               "task %s: problem %d does not fit the model context %d; use fewer digits",
-                               task_name(t), i, max_len);
+                               "task %s: problem %d does not fit the model context %d; use fewer digits", task_name(t),
+                               i, max_len);
         }
         if (builder_add(&b, toks, p + a, p) != 0) {
             free(toks);
@@ -256,7 +259,9 @@ void sft_destroy(sft_t **ps) {
     *ps = NULL;
 }
 
-int64_t sft_steps_done(const sft_t *s) { return s->ts.step; }
+int64_t sft_steps_done(const sft_t *s) {
+    return s->ts.step;
+}
 
 static void make_perm(sft_t *s) {
     rng_t r;

@@ -10,7 +10,7 @@
 #include "common/tokenizer.h"
 
 #define HELDOUT_MOD 20
-#define MAX_TEXT 32 // "999999999+999999999=" and its NUL fit with room
+#define MAX_TEXT    32 // "999999999+999999999=" and its NUL fit with room
 
 typedef enum { TASK_KIND_ADD } task_kind_t;
 
@@ -18,9 +18,9 @@ struct task {
     char name[16];
     task_kind_t kind;
     task_config_t cfg;
-    int n[2];        // problems per split
-    uint32_t *a[2];  // (n[split]) first operands, owned
-    uint32_t *b[2];  // (n[split]) second operands, owned
+    int n[2];       // problems per split
+    uint32_t *a[2]; // (n[split]) first operands, owned
+    uint32_t *b[2]; // (n[split]) second operands, owned
 };
 
 /* ---- "add" ---- */
@@ -30,10 +30,14 @@ static const uint32_t pow10_u32[TASK_MAX_DIGITS + 1] = {
 };
 
 /* Smallest number with d digits: 0 for d = 1 (0 is a 1-digit number). */
-static uint32_t digits_lo(int d) { return d == 1 ? 0u : pow10_u32[d - 1]; }
+static uint32_t digits_lo(int d) {
+    return d == 1 ? 0u : pow10_u32[d - 1];
+}
 
 /* Key of the held-out hash for a seed, computed once per task. */
-static uint64_t add_hold_key(uint64_t seed) { return rng_mix(seed ^ 0x6164642d686f6c64ULL); } // "add-hold"
+static uint64_t add_hold_key(uint64_t seed) {
+    return rng_mix(seed ^ 0x6164642d686f6c64ULL);
+} // "add-hold"
 
 static int add_is_heldout(uint64_t hold_key, uint32_t a, uint32_t b) {
     return rng_mix(hold_key ^ (((uint64_t)a << 32) | b)) % HELDOUT_MOD == 0;
@@ -119,8 +123,7 @@ static rlhf_err_t add_fill(task_t *t, int split, int n, char *err, size_t errlen
             return rlhf_seterr(err, errlen, RLHF_ERANGE,
                                "task add: %s = %d but digits %d..%d hold only %llu distinct %s pairs; "
                                "lower %s or raise max_digits",
-                               field, n, c->min_digits, c->max_digits, (unsigned long long)avail, sname,
-                               field);
+                               field, n, c->min_digits, c->max_digits, (unsigned long long)avail, sname, field);
     }
 
     rng_t r;
@@ -206,8 +209,7 @@ static rlhf_err_t validate(const task_config_t *c, char *err, size_t errlen) {
 task_t *task_new_err(const char *name, const task_config_t *cfg, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     if (!name || strcmp(name, "add") != 0) {
-        rlhf_seterr(err, errlen, RLHF_ENOTFOUND, "task: unknown task \"%s\"; known tasks: add",
-                    name ? name : "(null)");
+        rlhf_seterr(err, errlen, RLHF_ENOTFOUND, "task: unknown task \"%s\"; known tasks: add", name ? name : "(null)");
         return NULL;
     }
     task_config_t c;
@@ -237,7 +239,9 @@ fail:
     return NULL;
 }
 
-task_t *task_new(const char *name, const task_config_t *cfg) { return task_new_err(name, cfg, NULL, 0); }
+task_t *task_new(const char *name, const task_config_t *cfg) {
+    return task_new_err(name, cfg, NULL, 0);
+}
 
 void task_destroy(task_t **p) {
     if (!p || !*p) return;
@@ -249,9 +253,13 @@ void task_destroy(task_t **p) {
     *p = NULL;
 }
 
-const char *task_name(const task_t *t) { return t->name; }
+const char *task_name(const task_t *t) {
+    return t->name;
+}
 
-const task_config_t *task_config(const task_t *t) { return &t->cfg; }
+const task_config_t *task_config(const task_t *t) {
+    return &t->cfg;
+}
 
 int task_size(const task_t *t, int split) {
     return t && (split == TASK_TRAIN || split == TASK_HELDOUT) ? t->n[split] : 0;
@@ -259,7 +267,9 @@ int task_size(const task_t *t, int split) {
 
 /* ---- problems ---- */
 
-static int valid(const task_t *t, int split, int i) { return i >= 0 && i < task_size(t, split); }
+static int valid(const task_t *t, int split, int i) {
+    return i >= 0 && i < task_size(t, split);
+}
 
 int task_prompt_text(const task_t *t, int split, int i, char *buf, size_t cap) {
     if (!valid(t, split, i)) return -1;

@@ -47,7 +47,7 @@
 enum { TASK_TRAIN = 0, TASK_HELDOUT = 1 };
 
 /* Limits checked by task_new_err. */
-#define TASK_MAX_DIGITS 9          // operands < 10^9, sums fit in 32 bits
+#define TASK_MAX_DIGITS   9         // operands < 10^9, sums fit in 32 bits
 #define TASK_MAX_EXAMPLES (1 << 22) // per split
 
 typedef struct {

@@ -12,9 +12,13 @@ static const char *const special_names[N_SPECIAL] = {
 
 static const char unk_name[] = "<|unk|>";
 
-int tok_is_special(int id) { return id >= TOK_N_BYTES && id < TOK_VOCAB_SIZE; }
+int tok_is_special(int id) {
+    return id >= TOK_N_BYTES && id < TOK_VOCAB_SIZE;
+}
 
-const char *tok_special_name(int id) { return tok_is_special(id) ? special_names[id - TOK_N_BYTES] : NULL; }
+const char *tok_special_name(int id) {
+    return tok_is_special(id) ? special_names[id - TOK_N_BYTES] : NULL;
+}
 
 int tok_special_id(const char *name) {
     if (!name) return -1;

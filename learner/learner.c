@@ -40,10 +40,10 @@
 #include "learner/tickets.h"
 #include "proto/proto.h"
 
-#define PEER_DEAD_MS 10000
-#define ANNOUNCE_MS  5000
-#define ROUTE_MAX    256
-#define WPROP_RING   8 // weights versions whose propagation is tracked at once
+#define PEER_DEAD_MS   10000
+#define ANNOUNCE_MS    5000
+#define ROUTE_MAX      256
+#define WPROP_RING     8   // weights versions whose propagation is tracked at once
 #define STATUS_QUEUES  6   // rows of status_queues
 #define STATUS_PHASES  7   // entries of status_phases
 #define STATUS_HISTORY 120 // steps of reward/KL/held-out kept for sparklines
@@ -106,7 +106,7 @@ typedef struct {
     job_kind_t kind;
     rsample_t *s; // (n) owned samples (JOB_PPO)
     int n;
-    int step; // the step this update makes (1-based)
+    int step;         // the step this update makes (1-based)
     uint64_t version; // the policy's weights version when the update starts
     ppo_stats_t stats;
     rlhf_err_t rc;
@@ -162,11 +162,11 @@ struct learner {
     size_t n_rsets, cap_rsets;
     rsample_t *buf; // scored samples waiting for training, FIFO
     size_t n_buf, cap_buf;
-    uint64_t queued_hint; // tickets may be QUEUED for reissue
+    uint64_t queued_hint;       // tickets may be QUEUED for reissue
     size_t rr_actor, rr_reward; // round-robin start of the next dispatch (peer index)
     uint64_t first_version;     // version of the first publish: 1, or the checkpoint's when resumed
     int resumed;                // started from out_dir/checkpoint (run.resume)
-    uint64_t dup_samples; // repeated (prompt_index, sample_index) within one ticket
+    uint64_t dup_samples;       // repeated (prompt_index, sample_index) within one ticket
 
     /* weights */
     wblob_t *blobs[2]; // [0] latest, [1] previous
@@ -175,8 +175,8 @@ struct learner {
     struct {
         uint64_t version, uid_max; // 0: free slot; actors with uid <= uid_max were connected at publish
         double t_pub;
-    } wprop[WPROP_RING];           // versions not yet held by every actor (see wprop_check)
-    double wprop_sum, wprop_max;   // propagation seconds over wprop_n versions
+    } wprop[WPROP_RING];         // versions not yet held by every actor (see wprop_check)
+    double wprop_sum, wprop_max; // propagation seconds over wprop_n versions
     uint64_t wprop_n;
     metrics_histogram_t *h_wprop; // rlhf_weights_propagation_seconds, registered on first use
 
@@ -854,8 +854,8 @@ static void wprop_check(learner_t *l) {
             l->wprop_n++;
             if (!l->h_wprop && l->metrics)
                 metrics_histogram(l->metrics, "rlhf_weights_propagation_seconds",
-                                  "time from publishing a weights version to every connected actor holding it", NULL,
-                                  0, &l->h_wprop);
+                                  "time from publishing a weights version to every connected actor holding it", NULL, 0,
+                                  &l->h_wprop);
             metrics_histogram_observe(l->h_wprop, dt);
         }
         l->wprop[k].version = 0;
@@ -1106,8 +1106,8 @@ static rlhf_err_t write_summary(learner_t *l) {
     json_object_set_new(o, "tokens_per_s", json_real(wall > 0 ? (double)l->tokens_scored / wall : 0.0));
     json_object_set_new(o, "learner_busy_fraction", json_real(wall > 0 ? l->busy_s / wall : 0.0));
     json_object_set_new(o, "policy_lag_mean", json_real(l->samples_used ? l->lag_sum / (double)l->samples_used : 0.0));
-    json_object_set_new(o, "weights_propagation_s_mean", l->wprop_n ? json_real(l->wprop_sum / (double)l->wprop_n)
-                                                                    : json_null());
+    json_object_set_new(o, "weights_propagation_s_mean",
+                        l->wprop_n ? json_real(l->wprop_sum / (double)l->wprop_n) : json_null());
     json_object_set_new(o, "weights_propagation_s_max", l->wprop_n ? json_real(l->wprop_max) : json_null());
     json_object_set_new(o, "weights_propagation_versions", json_integer((json_int_t)l->wprop_n));
     json_object_set_new(o, "invariants", json_string(inv == RLHF_OK ? "ok" : ierr));
@@ -1192,8 +1192,8 @@ static rlhf_err_t load_buffer(learner_t *l, int step, const char *path, char *er
         goto done;
     }
     if (hdr[0] != (uint64_t)step) {
-        e = rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: step %llu, but learner.json says %d (torn checkpoint)",
-                        path, (unsigned long long)hdr[0], step);
+        e = rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: step %llu, but learner.json says %d (torn checkpoint)", path,
+                        (unsigned long long)hdr[0], step);
         goto done;
     }
     const char *at = m + 24, *end = m + len - 8;
@@ -1249,9 +1249,8 @@ static void save_resume(learner_t *l) {
                           LEARNER_STATE_FORMAT, "step", l->step, "policy_version",
                           (json_int_t)(l->blobs[0] ? l->blobs[0]->version : 0), "reward_mean", l->rl.reward.mean,
                           "reward_m2", l->rl.reward.m2, "reward_count", (json_int_t)l->rl.reward.count, "kl_beta",
-                          l->rl.kl.beta, "samples_used", (json_int_t)l->samples_used, "lag_sum", l->lag_sum,
-                          "busy_s", l->busy_s, "eval_before", isfinite(l->eval_before) ? l->eval_before : -1.0,
-                          "tickets", tj);
+                          l->rl.kl.beta, "samples_used", (json_int_t)l->samples_used, "lag_sum", l->lag_sum, "busy_s",
+                          l->busy_s, "eval_before", isfinite(l->eval_before) ? l->eval_before : -1.0, "tickets", tj);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text) return;
@@ -1311,14 +1310,16 @@ static rlhf_err_t load_resume(learner_t *l, const tickets_config_t *tc, char *er
         model_destroy(&saved);
         if ((e = checkpoint_load_trainer(opt, &ts, sub, err, errlen)) != RLHF_OK) goto done;
         if (ts.step != step) {
-            e = rlhf_seterr(err, errlen, RLHF_EMISMATCH, "%s: trainer step %lld, but learner.json says %d (torn "
-                            "checkpoint: delete %s to start over)", sub, (long long)ts.step, step, dir);
+            e = rlhf_seterr(err, errlen, RLHF_EMISMATCH,
+                            "%s: trainer step %lld, but learner.json says %d (torn "
+                            "checkpoint: delete %s to start over)",
+                            sub, (long long)ts.step, step, dir);
             goto done;
         }
     }
     tickets_t *t = NULL;
-    if ((e = tickets_load(&t, tc, json_object_get(o, "tickets"), (int64_t)loop_now_ms(l->loop),
-                          TICKETS_LOAD_RESTART, err, errlen)) != RLHF_OK)
+    if ((e = tickets_load(&t, tc, json_object_get(o, "tickets"), (int64_t)loop_now_ms(l->loop), TICKETS_LOAD_RESTART,
+                          err, errlen)) != RLHF_OK)
         goto done;
     tickets_destroy(&l->tickets);
     l->tickets = t;
@@ -1361,8 +1362,9 @@ static void job_done(loop_t *lp, void *arg, bool cancelled) {
         if (j->stats.n_mismatch > 0) {
             l->logprob_mismatches += (uint64_t)j->stats.n_mismatch;
             metrics_counter_add(l->m_mismatch, (double)j->stats.n_mismatch);
-            lg(l, "step %d: %d of %d rollouts claiming version %llu had log-probs up to %.3g away from the policy's "
-                  "(learner.logprob_tol %g): left out of the update",
+            lg(l,
+               "step %d: %d of %d rollouts claiming version %llu had log-probs up to %.3g away from the policy's "
+               "(learner.logprob_tol %g): left out of the update",
                j->step, j->stats.n_mismatch, j->stats.n_verified, (unsigned long long)j->version,
                j->stats.mismatch_diff, (double)l->cfg.learner.logprob_tol);
         }
@@ -1467,8 +1469,8 @@ static const struct {
 /* The phases of one update, in order: waiting for a full batch, rollout
  * forward (critic values, KL, GAE), policy and critic forward + backward +
  * AdamW, held-out evaluation, checkpoint, publishing the new version. */
-static const char *const status_phases[STATUS_PHASES] = {"wait",       "prep",       "policy", "critic",
-                                                         "eval",       "checkpoint", "publish"};
+static const char *const status_phases[STATUS_PHASES] = {"wait", "prep",       "policy", "critic",
+                                                         "eval", "checkpoint", "publish"};
 
 static void status_counters(learner_t *l) {
     if (l->qc_ready || !l->metrics) return;
@@ -1520,32 +1522,31 @@ static void status_extras(json_t *st, learner_t *l, const tickets_counters_t *c,
     json_object_set_new(st, "wall_seconds", json_real(l->t_start > 0 ? now - l->t_start : 0.0));
     json_object_set_new(st, "training", json_boolean(l->training));
     double busy = l->busy_total + (l->training && l->t_busy > 0 ? now - l->t_busy : 0.0);
-    json_object_set_new(st, "totals", json_pack("{s:I,s:I,s:I,s:f}", "samples_scored", (json_int_t)l->samples_scored,
-                                                 "tokens_scored", (json_int_t)l->tokens_scored, "samples_used",
-                                                 (json_int_t)l->samples_used, "busy_seconds", busy));
+    json_object_set_new(st, "totals",
+                        json_pack("{s:I,s:I,s:I,s:f}", "samples_scored", (json_int_t)l->samples_scored, "tokens_scored",
+                                  (json_int_t)l->tokens_scored, "samples_used", (json_int_t)l->samples_used,
+                                  "busy_seconds", busy));
 
     size_t behind = 0, at_actors = 0, at_reward = 0;
     for (size_t i = 0; i < l->n_peers; i++)
         if (l->peers[i].role == PROTO_ROLE_ACTOR && l->peers[i].weights_version < latest) behind++;
     for (size_t i = 0; i < l->n_holds; i++) l->holds[i].stage == 1 ? at_actors++ : at_reward++;
     const double depth[STATUS_QUEUES] = {
-        [SQ_WORK] = (double)c->jobs_open,
-        [SQ_ROLLOUTS] = (double)(l->n_rsets - waiting),
-        [SQ_SCORE] = (double)waiting,
-        [SQ_SCORED] = (double)l->n_buf,
+        [SQ_WORK] = (double)c->jobs_open, [SQ_ROLLOUTS] = (double)(l->n_rsets - waiting),
+        [SQ_SCORE] = (double)waiting,     [SQ_SCORED] = (double)l->n_buf,
         [SQ_WEIGHTS] = (double)behind,
     };
     status_counters(l);
     json_t *qs = json_array();
     for (int q = 0; q < STATUS_QUEUES; q++) {
-        json_t *o = json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "name", status_queues[q].name, "flow",
-                              status_queues[q].flow, "messages_in", metrics_counter_value(l->qc[q][0]),
-                              "messages_out", metrics_counter_value(l->qc[q][1]), "bytes_in",
-                              metrics_counter_value(l->qc[q][2]), "bytes_out", metrics_counter_value(l->qc[q][3]));
+        json_t *o = json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "name", status_queues[q].name, "flow", status_queues[q].flow,
+                              "messages_in", metrics_counter_value(l->qc[q][0]), "messages_out",
+                              metrics_counter_value(l->qc[q][1]), "bytes_in", metrics_counter_value(l->qc[q][2]),
+                              "bytes_out", metrics_counter_value(l->qc[q][3]));
         if (!o) continue;
         json_object_set_new(o, "depth", status_queues[q].depth_of ? json_real(depth[q]) : json_null());
-        json_object_set_new(o, "depth_of", status_queues[q].depth_of ? json_string(status_queues[q].depth_of)
-                                                                      : json_null());
+        json_object_set_new(o, "depth_of",
+                            status_queues[q].depth_of ? json_string(status_queues[q].depth_of) : json_null());
         if (q == SQ_WORK) json_object_set_new(o, "in_flight", json_integer((json_int_t)at_actors));
         if (q == SQ_SCORE) json_object_set_new(o, "in_flight", json_integer((json_int_t)at_reward));
         json_array_append_new(qs, o);
@@ -1559,9 +1560,9 @@ static void status_extras(json_t *st, learner_t *l, const tickets_counters_t *c,
         int actor = p->role == PROTO_ROLE_ACTOR, held = 0;
         for (size_t h = 0; h < l->n_holds; h++) held += l->holds[h].peer_uid == p->uid;
         json_t *o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:i,s:i,s:f}", "id", p->name, "uid", (json_int_t)p->uid, "role",
-                              actor ? "actor" : "reward", "weights_version", (json_int_t)p->weights_version,
-                              "samples", (json_int_t)p->delivered, "tickets_held", held, "credit", (int)p->credit,
-                              "last_seen_s", now_ms > p->last_ms ? (double)(now_ms - p->last_ms) / 1000.0 : 0.0);
+                              actor ? "actor" : "reward", "weights_version", (json_int_t)p->weights_version, "samples",
+                              (json_int_t)p->delivered, "tickets_held", held, "credit", (int)p->credit, "last_seen_s",
+                              now_ms > p->last_ms ? (double)(now_ms - p->last_ms) / 1000.0 : 0.0);
         if (!o) continue;
         uint64_t lag = latest > p->weights_version ? latest - p->weights_version : 0;
         json_object_set_new(o, "policy_lag", actor && p->weights_version ? json_integer((json_int_t)lag) : json_null());
@@ -1576,9 +1577,9 @@ static void status_extras(json_t *st, learner_t *l, const tickets_counters_t *c,
         total += l->ph[i];
     }
     json_object_set_new(ph, "step", json_integer(l->ph_step));
-    json_object_set_new(ph, "order", json_pack("[s,s,s,s,s,s,s]", status_phases[0], status_phases[1],
-                                               status_phases[2], status_phases[3], status_phases[4],
-                                               status_phases[5], status_phases[6]));
+    json_object_set_new(ph, "order",
+                        json_pack("[s,s,s,s,s,s,s]", status_phases[0], status_phases[1], status_phases[2],
+                                  status_phases[3], status_phases[4], status_phases[5], status_phases[6]));
     json_object_set_new(ph, "seconds", sec);
     json_object_set_new(ph, "total", json_real(total));
     json_object_set_new(st, "step_phases", ph);
@@ -1592,8 +1593,8 @@ static void status_extras(json_t *st, learner_t *l, const tickets_counters_t *c,
         json_array_append_new(hk, jnum(l->hist[at].kl));
         json_array_append_new(hh, jnum(l->hist[at].heldout));
     }
-    json_object_set_new(st, "history", json_pack("{s:o,s:o,s:o,s:o}", "step", hs, "reward_mean", hr, "kl", hk,
-                                                  "heldout_score", hh));
+    json_object_set_new(st, "history",
+                        json_pack("{s:o,s:o,s:o,s:o}", "step", hs, "reward_mean", hr, "kl", hk, "heldout_score", hh));
 }
 
 static void status_hook(json_t *st, void *ud) {
@@ -1818,7 +1819,8 @@ rlhf_err_t learner_new(learner_t **out, const rlhf_config_t *cfg, const char *id
     char path[CONFIG_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/checkpoint/learner.json", cfg->run.out_dir);
     int resume = cfg->run.resume && access(path, R_OK) == 0;
-    if (cfg->run.resume && !resume) lg(l, "run.resume: no checkpoint in %s/checkpoint yet, starting fresh", cfg->run.out_dir);
+    if (cfg->run.resume && !resume)
+        lg(l, "run.resume: no checkpoint in %s/checkpoint yet, starting fresh", cfg->run.out_dir);
     if (resume) {
         tickets_config_t tcf = *tickets_config(l->tickets);
         if ((e = load_resume(l, &tcf, err, errlen)) != RLHF_OK) goto fail;

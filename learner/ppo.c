@@ -203,7 +203,8 @@ rlhf_err_t ppo_step(ppo_t *p, adamw_t *popt, adamw_t *copt, rl_state_t *st, cons
                 size_t row = (size_t)b * T;
                 double d = 0.0;
                 for (int t = 0; t < T; t++)
-                    if (mask[row + t] != 0.0f) d = fmax(d, fabs((double)lp[row - (size_t)b0 * T + t] - lp_old[row + t]));
+                    if (mask[row + t] != 0.0f)
+                        d = fmax(d, fabs((double)lp[row - (size_t)b0 * T + t] - lp_old[row + t]));
                 S.n_verified++;
                 if (!(d <= p->cfg.logprob_tol)) { // NaN fails too
                     S.n_mismatch++;

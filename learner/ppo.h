@@ -95,11 +95,11 @@ typedef struct {
     double value_error;   // mean (V - R)^2
     double explained_var; // of the critic (last epoch)
     double policy_loss, value_loss;
-    double grad_norm; // policy gradient norm before clipping, mean over minibatches
-    double lr;        // policy learning rate of the last update
-    double logp_diff; // max |log p_learner - log p_behaviour| over the verify samples that passed, before
-                      // any update: float noise when actors and learner run the same weights
-    double mismatch_diff; // the same over the verify samples that failed (0 if none)
+    double grad_norm;           // policy gradient norm before clipping, mean over minibatches
+    double lr;                  // policy learning rate of the last update
+    double logp_diff;           // max |log p_learner - log p_behaviour| over the verify samples that passed, before
+                                // any update: float noise when actors and learner run the same weights
+    double mismatch_diff;       // the same over the verify samples that failed (0 if none)
     int n_verified, n_mismatch; // verify samples checked / left out of the update
     double t_prep, t_policy, t_critic, t_total; // seconds per phase
 } ppo_stats_t;

@@ -36,11 +36,10 @@ void rl_config_default(rl_config_t *c) {
 }
 
 rlhf_err_t rl_config_validate(const rl_config_t *c, char *err, size_t errlen) {
-#define CHECK(cond, ...) \
+#define CHECK(cond, ...)                                                                                               \
     if (!(cond)) return rlhf_seterr(err, errlen, RLHF_ERANGE, __VA_ARGS__)
     /* written so that NaN fails every check */
-    CHECK(c->clip_eps > 0 && c->clip_eps < 1, "clip_eps must be in (0, 1) (got %g); 0.2 is usual",
-          (double)c->clip_eps);
+    CHECK(c->clip_eps > 0 && c->clip_eps < 1, "clip_eps must be in (0, 1) (got %g); 0.2 is usual", (double)c->clip_eps);
     CHECK(c->value_clip <= 0 || isfinite(c->value_clip),
           "value_clip must be finite, or <= 0 to disable value clipping (got %g)", (double)c->value_clip);
     CHECK(!isnan(c->value_clip), "value_clip must be a number (got nan)");
@@ -120,12 +119,14 @@ void rl_moments_update(rl_moments_t *m, const float *x, int n) {
     m->count += n;
 }
 
-double rl_moments_var(const rl_moments_t *m) { return m->count > 0 ? m->m2 / (double)m->count : 0.0; }
+double rl_moments_var(const rl_moments_t *m) {
+    return m->count > 0 ? m->m2 / (double)m->count : 0.0;
+}
 
 /* ---- 1. KL penalty and token rewards ---- */
 
-double rl_kl(float *kl, float *kl_seq, const float *logp_old, const float *logp_ref, const float *mask,
-             rl_kl_est_t est, int B, int T) {
+double rl_kl(float *kl, float *kl_seq, const float *logp_old, const float *logp_ref, const float *mask, rl_kl_est_t est,
+             int B, int T) {
     double total = 0.0;
     int n_seq = 0;
     for (int b = 0; b < B; b++) {
@@ -210,7 +211,9 @@ void rl_gae(float *adv, float *ret, const float *rewards, const float *values, c
 /* ---- 5-7. Losses ---- */
 
 /* The divisor of a token mean: the caller's n_tokens, or this call's count. */
-static double mean_divisor(double n_tokens, int count) { return n_tokens > 0 ? n_tokens : (double)count; }
+static double mean_divisor(double n_tokens, int count) {
+    return n_tokens > 0 ? n_tokens : (double)count;
+}
 
 double rl_policy_loss(float *dlogp, rl_policy_stats_t *stats, const float *logp_new, const float *logp_old,
                       const float *adv, const float *mask, float clip_eps, double n_tokens, int B, int T) {
@@ -255,8 +258,8 @@ double rl_entropy_loss(float *dentropy, double *mean_entropy, const float *entro
     return count ? -(double)coef * s / div : 0.0;
 }
 
-double rl_value_loss(float *dvalues, rl_value_stats_t *stats, const float *v_new, const float *v_old,
-                     const float *ret, const float *mask, float value_clip, double n_tokens, int B, int T) {
+double rl_value_loss(float *dvalues, rl_value_stats_t *stats, const float *v_new, const float *v_old, const float *ret,
+                     const float *mask, float value_clip, double n_tokens, int B, int T) {
     size_t n = (size_t)B * T;
     int count = rl_mask_count(mask, n);
     double div = mean_divisor(n_tokens, count), eps = value_clip;
@@ -308,7 +311,9 @@ double rl_kl_loss(float *dlogp, const float *logp_new, const float *logp_ref, co
 
 /* ---- 8. KL controllers ---- */
 
-void rl_kl_ctl_init(rl_kl_ctl_t *ctl, const rl_config_t *c) { ctl->beta = c->kl_beta; }
+void rl_kl_ctl_init(rl_kl_ctl_t *ctl, const rl_config_t *c) {
+    ctl->beta = c->kl_beta;
+}
 
 void rl_kl_ctl_update(rl_kl_ctl_t *ctl, const rl_config_t *c, double kl, int n_steps) {
     if (!c->kl_adaptive || isnan(kl)) return; // a NaN batch must not poison beta

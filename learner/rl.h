@@ -118,11 +118,11 @@ typedef struct {
     float kl_target;          // adaptive: target KL per sequence (nats), > 0
     float kl_horizon;         // adaptive: horizon in samples, > 0
     rl_reward_norm_t reward_norm;
-    float reward_clip;        // clip task scores to [-c, c] after normalising; <= 0 disables
-    int adv_whiten;           // 1: whiten advantages over the batch's masked tokens
-    float entropy_coef;       // entropy bonus weight, >= 0
-    int grpo_scale_std;       // 1: GRPO divides by the group std; 0: mean-centred only (Dr. GRPO)
-    float grpo_eps;           // GRPO: (r - mean) / (std + eps), > 0
+    float reward_clip;  // clip task scores to [-c, c] after normalising; <= 0 disables
+    int adv_whiten;     // 1: whiten advantages over the batch's masked tokens
+    float entropy_coef; // entropy bonus weight, >= 0
+    int grpo_scale_std; // 1: GRPO divides by the group std; 0: mean-centred only (Dr. GRPO)
+    float grpo_eps;     // GRPO: (r - mean) / (std + eps), > 0
 } rl_config_t;
 
 void rl_config_default(rl_config_t *c);
@@ -188,8 +188,8 @@ double rl_moments_var(const rl_moments_t *m);
  * the adaptive controller targets and the "KL" a run logs.
  * logp_old (B,T), logp_ref (B,T), mask (B,T).
  */
-double rl_kl(float *kl, float *kl_seq, const float *logp_old, const float *logp_ref, const float *mask,
-             rl_kl_est_t est, int B, int T);
+double rl_kl(float *kl, float *kl_seq, const float *logp_old, const float *logp_ref, const float *mask, rl_kl_est_t est,
+             int B, int T);
 
 /*
  * Token rewards: rewards = -beta * kl on masked tokens, plus scores[b] on the
@@ -283,8 +283,8 @@ typedef struct {
  * dvalues (B,T) in/out; v_new (B,T) from this forward, v_old (B,T) at
  * rollout time, ret (B,T) the GAE returns, mask (B,T).
  */
-double rl_value_loss(float *dvalues, rl_value_stats_t *stats, const float *v_new, const float *v_old,
-                     const float *ret, const float *mask, float value_clip, double n_tokens, int B, int T);
+double rl_value_loss(float *dvalues, rl_value_stats_t *stats, const float *v_new, const float *v_old, const float *ret,
+                     const float *mask, float value_clip, double n_tokens, int B, int T);
 
 /*
  * KL to the reference as a loss term (GRPO, DeepSeekMath eq. 4), the k3

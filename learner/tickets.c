@@ -40,9 +40,9 @@ typedef struct {
 } tk_ticket_t;
 
 typedef struct {
-    uint64_t id;               // its first ticket's id
-    uint64_t epoch;            // open epoch the prompts belong to
-    uint32_t first, n;         // prompts: the epoch's perm[first .. first+n)
+    uint64_t id;       // its first ticket's id
+    uint64_t epoch;    // open epoch the prompts belong to
+    uint32_t first, n; // prompts: the epoch's perm[first .. first+n)
     tickets_state_t state;
     uint32_t attempts;         // generation attempts issued
     uint32_t live;             // QUEUED/GENERATING: its tickets that have not expired; else 0
@@ -68,35 +68,35 @@ struct tickets {
     tk_epoch_t *ep;                // (max_open_epochs) ring
     tk_job_t *jobs;                // (n_jobs) open jobs by increasing id
     size_t n_jobs, cap_jobs;
-    tk_ticket_t *tks;              // (n_tks) open tickets by increasing id
+    tk_ticket_t *tks; // (n_tks) open tickets by increasing id
     size_t n_tks, cap_tks;
-    tickets_epoch_t *hist;         // (n_hist == epoch_lo) finished epochs; cap >= epoch_next
+    tickets_epoch_t *hist; // (n_hist == epoch_lo) finished epochs; cap >= epoch_next
     size_t n_hist, cap_hist;
-    tickets_counters_t c;          // the kept counters; derived fields unused here
+    tickets_counters_t c; // the kept counters; derived fields unused here
 };
 
 /* The counters kept in the table (and checkpoints), and those recounted. */
-#define KEPT_COUNTERS(X)   \
-    X(tickets_issued)      \
-    X(tickets_reissued)    \
-    X(tickets_completed)   \
-    X(tickets_superseded)  \
-    X(tickets_expired)     \
-    X(duplicates_dropped)  \
-    X(stale_dropped)       \
-    X(unknown_dropped)     \
-    X(scores_issued)       \
-    X(scores_reissued)     \
-    X(scores_expired)      \
+#define KEPT_COUNTERS(X)                                                                                               \
+    X(tickets_issued)                                                                                                  \
+    X(tickets_reissued)                                                                                                \
+    X(tickets_completed)                                                                                               \
+    X(tickets_superseded)                                                                                              \
+    X(tickets_expired)                                                                                                 \
+    X(duplicates_dropped)                                                                                              \
+    X(stale_dropped)                                                                                                   \
+    X(unknown_dropped)                                                                                                 \
+    X(scores_issued)                                                                                                   \
+    X(scores_reissued)                                                                                                 \
+    X(scores_expired)                                                                                                  \
     X(prompts_completed)
-#define DERIVED_COUNTERS(X) \
-    X(tickets_open)         \
-    X(jobs_open)            \
-    X(prompts_pending)      \
-    X(prompts_lost)         \
-    X(prompts_reused)       \
-    X(epochs_finished)      \
-    X(epoch)                \
+#define DERIVED_COUNTERS(X)                                                                                            \
+    X(tickets_open)                                                                                                    \
+    X(jobs_open)                                                                                                       \
+    X(prompts_pending)                                                                                                 \
+    X(prompts_lost)                                                                                                    \
+    X(prompts_reused)                                                                                                  \
+    X(epochs_finished)                                                                                                 \
+    X(epoch)                                                                                                           \
     X(epoch_prompts_done)
 
 typedef struct {
@@ -108,7 +108,7 @@ typedef struct {
 static const counter_field_t kept_counters[] = {KEPT_COUNTERS(COUNTER_FIELD)};
 static const counter_field_t derived_counters[] = {DERIVED_COUNTERS(COUNTER_FIELD)};
 #undef COUNTER_FIELD
-#define N_KEPT (sizeof kept_counters / sizeof kept_counters[0])
+#define N_KEPT    (sizeof kept_counters / sizeof kept_counters[0])
 #define N_DERIVED (sizeof derived_counters / sizeof derived_counters[0])
 
 static uint64_t *counter_at(tickets_counters_t *c, const counter_field_t *f) {
@@ -122,7 +122,7 @@ static uint64_t counter_get(const tickets_counters_t *c, const counter_field_t *
 
 const char *tickets_state_name(int state) {
     switch (state) {
-#define TICKETS__STATE_STR(name, code, str) \
+#define TICKETS__STATE_STR(name, code, str)                                                                            \
     case code: return str;
         TICKETS_STATE_MAP(TICKETS__STATE_STR)
 #undef TICKETS__STATE_STR
@@ -206,7 +206,9 @@ static int64_t add_ms(int64_t now_ms, uint32_t ms) {
     return now_ms > INT64_MAX - (int64_t)ms ? INT64_MAX : now_ms + (int64_t)ms;
 }
 
-static tk_epoch_t *slot(const tickets_t *t, uint64_t epoch) { return &t->ep[epoch % t->cfg.max_open_epochs]; }
+static tk_epoch_t *slot(const tickets_t *t, uint64_t epoch) {
+    return &t->ep[epoch % t->cfg.max_open_epochs];
+}
 
 /* Epoch e's order: Fisher-Yates driven by a generator seeded from (seed, e). */
 static void epoch_order(uint32_t *perm, uint32_t n, uint64_t seed, uint64_t epoch) {
@@ -240,14 +242,18 @@ static uint64_t min_version(const tickets_t *t) {
     return v > l ? v - l : 1;
 }
 
-static bool is_stale(const tickets_t *t, uint64_t r) { return r > t->version || t->version - r > t->cfg.max_lag; }
+static bool is_stale(const tickets_t *t, uint64_t r) {
+    return r > t->version || t->version - r > t->cfg.max_lag;
+}
 
 static size_t tk_find(const tickets_t *t, uint64_t id) {
     size_t lo = 0, hi = t->n_tks;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t->tks[mid].id < id) lo = mid + 1;
-        else hi = mid;
+        if (t->tks[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < t->n_tks && t->tks[lo].id == id ? lo : NONE;
 }
@@ -256,8 +262,10 @@ static size_t job_find(const tickets_t *t, uint64_t id) {
     size_t lo = 0, hi = t->n_jobs;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t->jobs[mid].id < id) lo = mid + 1;
-        else hi = mid;
+        if (t->jobs[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < t->n_jobs && t->jobs[lo].id == id ? lo : NONE;
 }
@@ -333,9 +341,12 @@ static void epochs_close(tickets_t *t) {
         if (s->done < n) break;
         tickets_epoch_t h = {.epoch = t->epoch_lo, .prompts = n};
         for (uint32_t p = 0; p < n; p++) {
-            if (s->uses[p] == 0) h.unused++;
-            else if (s->uses[p] == 1) h.used_once++;
-            else h.reused++;
+            if (s->uses[p] == 0)
+                h.unused++;
+            else if (s->uses[p] == 1)
+                h.used_once++;
+            else
+                h.reused++;
         }
         t->hist[t->n_hist++] = h; // capacity reserved when the epoch opened
         t->epoch_lo++;
@@ -382,8 +393,7 @@ rlhf_err_t tickets_new(tickets_t **out, const tickets_config_t *cfg, char *err, 
     return RLHF_OK;
 nomem:
     tickets_destroy(&t);
-    return rlhf_seterr(err, errlen, RLHF_ENOMEM, "tickets: out of memory for %" PRIu32 " prompts.",
-                       cfg->n_prompts);
+    return rlhf_seterr(err, errlen, RLHF_ENOMEM, "tickets: out of memory for %" PRIu32 " prompts.", cfg->n_prompts);
 }
 
 void tickets_destroy(tickets_t **p) {
@@ -403,7 +413,9 @@ void tickets_destroy(tickets_t **p) {
     *p = NULL;
 }
 
-const tickets_config_t *tickets_config(const tickets_t *t) { return &t->cfg; }
+const tickets_config_t *tickets_config(const tickets_t *t) {
+    return &t->cfg;
+}
 
 rlhf_err_t tickets_set_policy_version(tickets_t *t, uint64_t v) {
     if (!t || v < t->version) return RLHF_EINVAL;
@@ -412,7 +424,9 @@ rlhf_err_t tickets_set_policy_version(tickets_t *t, uint64_t v) {
     return RLHF_OK;
 }
 
-uint64_t tickets_policy_version(const tickets_t *t) { return t->version; }
+uint64_t tickets_policy_version(const tickets_t *t) {
+    return t->version;
+}
 
 /* ---- tickets ---- */
 
@@ -449,8 +463,8 @@ rlhf_err_t tickets_issue(tickets_t *t, int64_t now_ms, tickets_ticket_t *out) {
     uint32_t n = t->cfg.n_prompts - s->pos;
     if (n > t->cfg.prompts_per_ticket) n = t->cfg.prompts_per_ticket;
     tk_job_t *j = &t->jobs[t->n_jobs++]; // its id is above every open job's: the array stays sorted
-    *j = (tk_job_t){.id = t->next_id, .epoch = e, .first = s->pos, .n = n, .state = TICKETS_GENERATING,
-                    .attempts = 1, .live = 1};
+    *j = (tk_job_t){
+        .id = t->next_id, .epoch = e, .first = s->pos, .n = n, .state = TICKETS_GENERATING, .attempts = 1, .live = 1};
     s->pos += n;
     s->pending += n;
     t->c.tickets_issued++;
@@ -467,8 +481,7 @@ rlhf_err_t tickets_expire(tickets_t *t, int64_t now_ms, tickets_expired_t *out, 
         if (ji == NONE) continue; // impossible in a consistent table (tickets_check_invariants)
         tk_job_t *j = &t->jobs[ji];
         tickets_expired_t x = {.id = k->id, .job = j->id};
-        if ((j->state == TICKETS_QUEUED || j->state == TICKETS_GENERATING) && !k->expired &&
-            now_ms >= k->deadline_ms) {
+        if ((j->state == TICKETS_QUEUED || j->state == TICKETS_GENERATING) && !k->expired && now_ms >= k->deadline_ms) {
             attempt_expire(t, j, k);
             x.attempt = k->attempt;
             x.stage = TICKETS_STAGE_GENERATE;
@@ -659,7 +672,9 @@ void tickets_counters(const tickets_t *t, tickets_counters_t *out) {
     out->epoch_prompts_done = t->epoch_lo < t->epoch_next ? slot(t, t->epoch_lo)->done : 0;
 }
 
-uint64_t tickets_epochs_finished(const tickets_t *t) { return t->n_hist; }
+uint64_t tickets_epochs_finished(const tickets_t *t) {
+    return t->n_hist;
+}
 
 rlhf_err_t tickets_epoch_stats(const tickets_t *t, uint64_t i, tickets_epoch_t *out) {
     if (!t || !out) return RLHF_EINVAL;
@@ -668,10 +683,14 @@ rlhf_err_t tickets_epoch_stats(const tickets_t *t, uint64_t i, tickets_epoch_t *
     return RLHF_OK;
 }
 
-bool tickets_finished(const tickets_t *t) { return t->cfg.max_epochs && t->n_hist >= t->cfg.max_epochs; }
+bool tickets_finished(const tickets_t *t) {
+    return t->cfg.max_epochs && t->n_hist >= t->cfg.max_epochs;
+}
 
 /* JSON integers are int64; every value here is below TICKETS_MAX_VERSION. */
-static json_t *jint(uint64_t x) { return json_integer((json_int_t)x); }
+static json_t *jint(uint64_t x) {
+    return json_integer((json_int_t)x);
+}
 
 static void put(json_t *o, const char *key, json_t *v, int *bad) {
     if (json_object_set_new(o, key, v) != 0) *bad = 1;
@@ -747,11 +766,11 @@ static rlhf_err_t check_jobs(const tickets_t *t, const job_tally_t *tally, uint6
         case TICKETS_QUEUED:
         case TICKETS_GENERATING:
             if (j->live != y->live)
-                return BAD("job %" PRIu64 " counts %" PRIu32 " live attempts, the table holds %" PRIu32, j->id,
-                           j->live, y->live);
+                return BAD("job %" PRIu64 " counts %" PRIu32 " live attempts, the table holds %" PRIu32, j->id, j->live,
+                           y->live);
             if ((j->state == TICKETS_GENERATING) != (j->live > 0))
-                return BAD("job %" PRIu64 " is %s with %" PRIu32 " live attempts", j->id,
-                           tickets_state_name(j->state), j->live);
+                return BAD("job %" PRIu64 " is %s with %" PRIu32 " live attempts", j->id, tickets_state_name(j->state),
+                           j->live);
             break;
         case TICKETS_GENERATED:
         case TICKETS_SCORING:
@@ -772,8 +791,7 @@ static rlhf_err_t check_jobs(const tickets_t *t, const job_tally_t *tally, uint6
     return RLHF_OK;
 }
 
-static rlhf_err_t check_epochs(const tickets_t *t, const uint64_t *pending, uint8_t *seen, char *err,
-                               size_t errlen) {
+static rlhf_err_t check_epochs(const tickets_t *t, const uint64_t *pending, uint8_t *seen, char *err, size_t errlen) {
     uint32_t n = t->cfg.n_prompts;
     uint64_t done_sum = 0;
     for (uint64_t e = t->epoch_lo; e < t->epoch_next; e++) {
@@ -942,9 +960,8 @@ rlhf_err_t tickets_save(const tickets_t *t, int64_t now_ms, json_t **out) {
             json_pack("{s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)j->id, "epoch",
                       (json_int_t)j->epoch, "first", (json_int_t)j->first, "n", (json_int_t)j->n, "state",
                       tickets_state_name(j->state), "attempts", (json_int_t)j->attempts, "winner",
-                      (json_int_t)j->winner, "rollout_version", (json_int_t)j->rollout_version,
-                      "score_deadline_ms", (json_int_t)j->score_deadline_ms, "score_attempts",
-                      (json_int_t)j->score_attempts),
+                      (json_int_t)j->winner, "rollout_version", (json_int_t)j->rollout_version, "score_deadline_ms",
+                      (json_int_t)j->score_deadline_ms, "score_attempts", (json_int_t)j->score_attempts),
             &bad);
     }
     put(root, "jobs", a, &bad);
@@ -953,9 +970,9 @@ rlhf_err_t tickets_save(const tickets_t *t, int64_t now_ms, json_t **out) {
     for (size_t i = 0; a && i < t->n_tks; i++) {
         const tk_ticket_t *k = &t->tks[i];
         app(a,
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "id", (json_int_t)k->id, "job", (json_int_t)k->job,
-                      "attempt", (json_int_t)k->attempt, "policy_version", (json_int_t)k->min_version,
-                      "deadline_ms", (json_int_t)k->deadline_ms, "expired", (int)k->expired),
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "id", (json_int_t)k->id, "job", (json_int_t)k->job, "attempt",
+                      (json_int_t)k->attempt, "policy_version", (json_int_t)k->min_version, "deadline_ms",
+                      (json_int_t)k->deadline_ms, "expired", (int)k->expired),
             &bad);
     }
     put(root, "tickets", a, &bad);
@@ -977,21 +994,19 @@ rlhf_err_t tickets_save(const tickets_t *t, int64_t now_ms, json_t **out) {
 
 /* -- reading the saved JSON: every error names the key -- */
 
-
 typedef struct {
     char *err;
     size_t errlen;
     char where[64]; // "jobs[3]." or ""
 } rd_t;
 
-static rlhf_err_t rd_get(rd_t *r, const json_t *o, const char *key, json_type type, const char *what,
-                         json_t **out) {
+static rlhf_err_t rd_get(rd_t *r, const json_t *o, const char *key, json_type type, const char *what, json_t **out) {
     json_t *v = json_object_get(o, key);
     if (!v) return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: '%s%s' is missing.", r->where, key);
     bool ok = json_typeof(v) == type || (type == JSON_TRUE && json_is_boolean(v));
     if (!ok)
-        return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: '%s%s' must be %s (got %s).", r->where,
-                           key, what, common__json_kind(v));
+        return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: '%s%s' must be %s (got %s).", r->where, key,
+                           what, common__json_kind(v));
     *out = v;
     return RLHF_OK;
 }
@@ -1043,8 +1058,8 @@ static rlhf_err_t rd_elem(rd_t *r, const json_t *a, const char *key, size_t i, j
     json_t *v = json_array_get(a, i);
     snprintf(r->where, sizeof r->where, "%s[%zu].", key, i);
     if (!json_is_object(v))
-        return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: '%s[%zu]' must be an object (got %s).",
-                           key, i, common__json_kind(v));
+        return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: '%s[%zu]' must be an object (got %s).", key,
+                           i, common__json_kind(v));
     *out = v;
     return RLHF_OK;
 }
@@ -1066,8 +1081,7 @@ static rlhf_err_t identity_matches(rd_t *r, const json_t *j, const tickets_confi
     char *end = NULL;
     uint64_t seed = strncmp(s, "0x", 2) == 0 ? strtoull(s + 2, &end, 16) : 0;
     if (!end || end == s + 2 || *end != '\0')
-        return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: 'seed' '%s' is not 0x and hex digits.",
-                           s);
+        return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: 'seed' '%s' is not 0x and hex digits.", s);
     if (n != cfg->n_prompts)
         return rlhf_seterr(r->err, r->errlen, RLHF_EMISMATCH,
                            "tickets state: saved with n_prompts %" PRIu64 ", the config has %" PRIu32
@@ -1148,8 +1162,8 @@ static rlhf_err_t load_tickets(rd_t *r, tickets_t *t, const json_t *a, int64_t s
         k.attempt = (uint32_t)attempt;
         k.deadline_ms += shift;
         if (i && k.id <= t->tks[i - 1].id)
-            return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT,
-                               "tickets state: 'tickets' are not sorted by id at %zu.", i);
+            return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT, "tickets state: 'tickets' are not sorted by id at %zu.",
+                               i);
         size_t ji = job_find(t, k.job);
         if (ji == NONE)
             return rlhf_seterr(r->err, r->errlen, RLHF_EFORMAT,
@@ -1202,13 +1216,14 @@ static rlhf_err_t restart(tickets_t *t) {
     return RLHF_OK;
 }
 
-rlhf_err_t tickets_load(tickets_t **out, const tickets_config_t *cfg, const json_t *j, int64_t now_ms,
-                        unsigned flags, char *err, size_t errlen) {
+rlhf_err_t tickets_load(tickets_t **out, const tickets_config_t *cfg, const json_t *j, int64_t now_ms, unsigned flags,
+                        char *err, size_t errlen) {
     if (!out) return rlhf_seterr(err, errlen, RLHF_EINVAL, "tickets: no output pointer.");
     *out = NULL;
     if (!cfg || !j) return rlhf_seterr(err, errlen, RLHF_EINVAL, "tickets: no config or state to load.");
     if (!json_is_object(j))
-        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "tickets state: must be a JSON object (got %s).", common__json_kind(j));
+        return rlhf_seterr(err, errlen, RLHF_EFORMAT, "tickets state: must be a JSON object (got %s).",
+                           common__json_kind(j));
     rd_t r = {.err = err, .errlen = errlen};
     tickets_t *t = NULL;
     json_t *a = NULL, *o = NULL;
@@ -1228,10 +1243,10 @@ rlhf_err_t tickets_load(tickets_t **out, const tickets_config_t *cfg, const json
     if ((rc = rd_u64(&r, j, "epoch_lo", TICKETS_MAX_VERSION, &t->epoch_lo)) != RLHF_OK) goto fail;
     if ((rc = rd_u64(&r, j, "epoch_next", TICKETS_MAX_VERSION, &t->epoch_next)) != RLHF_OK) goto fail;
     if (t->epoch_next < t->epoch_lo || t->epoch_next - t->epoch_lo > cfg->max_open_epochs) {
-        rc = rlhf_seterr(err, errlen, RLHF_ERANGE,
-                         "tickets state: open epochs [%" PRIu64 ", %" PRIu64 ") do not fit max_open_epochs %" PRIu32
-                         ".",
-                         t->epoch_lo, t->epoch_next, cfg->max_open_epochs);
+        rc =
+            rlhf_seterr(err, errlen, RLHF_ERANGE,
+                        "tickets state: open epochs [%" PRIu64 ", %" PRIu64 ") do not fit max_open_epochs %" PRIu32 ".",
+                        t->epoch_lo, t->epoch_next, cfg->max_open_epochs);
         goto fail;
     }
     if (reserve((void **)&t->hist, &t->cap_hist, t->epoch_next + 1, sizeof *t->hist) != RLHF_OK) goto nomem;
@@ -1241,8 +1256,9 @@ rlhf_err_t tickets_load(tickets_t **out, const tickets_config_t *cfg, const json
         if ((rc = rd_elem(&r, a, "open_epochs", i, &o)) != RLHF_OK) goto fail;
         if ((rc = rd_u64(&r, o, "epoch", TICKETS_MAX_VERSION, &x)) != RLHF_OK) goto fail;
         if (x != t->epoch_lo + i) {
-            rc = rlhf_seterr(err, errlen, RLHF_EFORMAT, "tickets state: 'open_epochs[%zu].epoch' is %" PRIu64
-                             ", expected %" PRIu64 ".", i, x, t->epoch_lo + i);
+            rc = rlhf_seterr(err, errlen, RLHF_EFORMAT,
+                             "tickets state: 'open_epochs[%zu].epoch' is %" PRIu64 ", expected %" PRIu64 ".", i, x,
+                             t->epoch_lo + i);
             goto fail;
         }
         if ((rc = rd_u64(&r, o, "pos", cfg->n_prompts, &x)) != RLHF_OK) goto fail;

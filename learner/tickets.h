@@ -123,11 +123,11 @@
 
 #include "common/error.h"
 
-#define TICKETS_MAX_PROMPTS (1u << 30) // dataset size
+#define TICKETS_MAX_PROMPTS     (1u << 30) // dataset size
 #define TICKETS_MAX_OPEN_EPOCHS 8
-#define TICKETS_ID_BLOCK (1ull << 40)  // tickets_load(TICKETS_LOAD_RESTART) continues at the next multiple
-#define TICKETS_MAX_VERSION ((uint64_t)INT64_MAX) // policy versions and ids (they go to JSON as integers)
-#define TICKETS_STATE_FORMAT "rlhf-tickets-1"     // "format" of the saved JSON
+#define TICKETS_ID_BLOCK        (1ull << 40) // tickets_load(TICKETS_LOAD_RESTART) continues at the next multiple
+#define TICKETS_MAX_VERSION     ((uint64_t)INT64_MAX) // policy versions and ids (they go to JSON as integers)
+#define TICKETS_STATE_FORMAT    "rlhf-tickets-1"      // "format" of the saved JSON
 
 typedef struct tickets tickets_t;
 
@@ -175,10 +175,10 @@ uint64_t tickets_policy_version(const tickets_t *t);
 
 /* ---- tickets ---- */
 
-#define TICKETS_STATE_MAP(X)        \
-    X(QUEUED, 1, "queued")          \
-    X(GENERATING, 2, "generating")  \
-    X(GENERATED, 3, "generated")    \
+#define TICKETS_STATE_MAP(X)                                                                                           \
+    X(QUEUED, 1, "queued")                                                                                             \
+    X(GENERATING, 2, "generating")                                                                                     \
+    X(GENERATED, 3, "generated")                                                                                       \
     X(SCORING, 4, "scoring")
 
 typedef enum {
@@ -192,22 +192,22 @@ const char *tickets_state_name(int state);
 
 /* One ticket as handed out or looked up (plain data). */
 typedef struct {
-    uint64_t id;             // this attempt's ticket id (proto_ticket_t.ticket)
-    uint64_t job;            // the prompt set: id of its first ticket, shared by all attempts
-    uint32_t attempt;        // 1 = first issue, 2.. = reissues; for tickets_score_issue: scoring attempt
-    uint64_t epoch;          // the epoch the prompts belong to
-    uint32_t first;          // position of prompts[0] in the epoch's order
-    const uint32_t *prompts; // (n_prompts) dataset indices; BORROWED from the epoch's order: valid
-                             // while the job is open, and after it is done until the next tickets_issue
-    uint32_t n_prompts;      // 1..prompts_per_ticket
-    uint32_t k;              // samples per prompt (cfg.k)
-    uint64_t policy_version; // generate with weights version >= this
+    uint64_t id;              // this attempt's ticket id (proto_ticket_t.ticket)
+    uint64_t job;             // the prompt set: id of its first ticket, shared by all attempts
+    uint32_t attempt;         // 1 = first issue, 2.. = reissues; for tickets_score_issue: scoring attempt
+    uint64_t epoch;           // the epoch the prompts belong to
+    uint32_t first;           // position of prompts[0] in the epoch's order
+    const uint32_t *prompts;  // (n_prompts) dataset indices; BORROWED from the epoch's order: valid
+                              // while the job is open, and after it is done until the next tickets_issue
+    uint32_t n_prompts;       // 1..prompts_per_ticket
+    uint32_t k;               // samples per prompt (cfg.k)
+    uint64_t policy_version;  // generate with weights version >= this
     uint64_t rollout_version; // version of the held rollouts (GENERATED/SCORING), else 0
-    uint64_t seed;           // sampling seed, a function of (cfg seed, epoch, first): equal for all attempts
-    uint32_t deadline_ms;    // relative deadline of the current stage (proto_ticket_t.deadline_ms)
-    int64_t deadline_at_ms;  // the same, absolute in the caller's clock
-    tickets_state_t state;   // of the job
-    bool expired;            // this attempt is past its generation deadline (it may still win)
+    uint64_t seed;            // sampling seed, a function of (cfg seed, epoch, first): equal for all attempts
+    uint32_t deadline_ms;     // relative deadline of the current stage (proto_ticket_t.deadline_ms)
+    int64_t deadline_at_ms;   // the same, absolute in the caller's clock
+    tickets_state_t state;    // of the job
+    bool expired;             // this attempt is past its generation deadline (it may still win)
 } tickets_ticket_t;
 
 /* Hand out the next ticket for one unit of an actor's credit: the oldest
@@ -222,9 +222,9 @@ rlhf_err_t tickets_issue(tickets_t *t, int64_t now_ms, tickets_ticket_t *out);
 typedef enum { TICKETS_STAGE_GENERATE = 1, TICKETS_STAGE_SCORE = 2 } tickets_stage_t;
 
 typedef struct {
-    uint64_t id;             // the ticket
+    uint64_t id; // the ticket
     uint64_t job;
-    uint32_t attempt;        // generation attempt, or scoring attempt
+    uint32_t attempt; // generation attempt, or scoring attempt
     tickets_stage_t stage;
 } tickets_expired_t;
 
@@ -234,18 +234,17 @@ typedef struct {
  * next tickets_score_issue). Reissue candidates are reported in ticket id
  * order: the first cap in out[] (out may be NULL when cap is 0); *n_expired
  * gets how many there were in all. Never fails but RLHF_EINVAL on NULL t. */
-rlhf_err_t tickets_expire(tickets_t *t, int64_t now_ms, tickets_expired_t *out, size_t cap,
-                          size_t *n_expired);
+rlhf_err_t tickets_expire(tickets_t *t, int64_t now_ms, tickets_expired_t *out, size_t cap, size_t *n_expired);
 
 /* The actor holding ticket id is gone (heartbeat timeout, bye): expire the
  * attempt now. RLHF_OK, or RLHF_ENOTFOUND when id is not a live generation
  * attempt (already expired, resolved, or never issued): harmless. */
 rlhf_err_t tickets_abandon(tickets_t *t, uint64_t id);
 
-#define TICKETS_VERDICT_MAP(X)                                                                  \
-    X(ACCEPTED, "accepted")   /* first result of its job: use it */                             \
-    X(DUPLICATE, "duplicate") /* its job already has a result, or this ticket already returned */ \
-    X(STALE, "stale")         /* too old a version: dropped, the prompts go back to the queue */ \
+#define TICKETS_VERDICT_MAP(X)                                                                                         \
+    X(ACCEPTED, "accepted")   /* first result of its job: use it */                                                    \
+    X(DUPLICATE, "duplicate") /* its job already has a result, or this ticket already returned */                      \
+    X(STALE, "stale")         /* too old a version: dropped, the prompts go back to the queue */                       \
     X(UNKNOWN, "unknown")     /* never issued here, or no results held to score */
 
 typedef enum {
@@ -390,7 +389,7 @@ rlhf_err_t tickets_save(const tickets_t *t, int64_t now_ms, json_t **out);
  * key, wrong JSON type), RLHF_ERANGE (value out of range), RLHF_ENOMEM,
  * tickets_config_validate's. Caller owns *out; NULL on error.
  */
-rlhf_err_t tickets_load(tickets_t **out, const tickets_config_t *cfg, const json_t *j, int64_t now_ms,
-                        unsigned flags, char *err, size_t errlen);
+rlhf_err_t tickets_load(tickets_t **out, const tickets_config_t *cfg, const json_t *j, int64_t now_ms, unsigned flags,
+                        char *err, size_t errlen);
 
 #endif

@@ -158,8 +158,8 @@ static const char *obj_type_name(const msgpack_object *o) {
     }
 }
 
-int proto__fields(proto__dec_t *d, const msgpack_object *map, const char *const *names, int n,
-                  uint32_t required, const msgpack_object **vals) {
+int proto__fields(proto__dec_t *d, const msgpack_object *map, const char *const *names, int n, uint32_t required,
+                  const msgpack_object **vals) {
     for (int i = 0; i < n; i++) vals[i] = NULL;
     if (map->type != MSGPACK_OBJECT_MAP)
         return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, NULL, "expected a map, got %s", obj_type_name(map));
@@ -174,8 +174,7 @@ int proto__fields(proto__dec_t *d, const msgpack_object *map, const char *const 
             /* strnlen bounds the read of the name: keys may hold NUL bytes */
             if (ks && names[i][0] == k->via.str.ptr[0] && strnlen(names[i], ks + 1) == ks &&
                 memcmp(names[i], k->via.str.ptr, ks) == 0) {
-                if (vals[i])
-                    return proto__fail(&d->c, PROTO_REJECT_DUPLICATE_FIELD, names[i], "key appears twice");
+                if (vals[i]) return proto__fail(&d->c, PROTO_REJECT_DUPLICATE_FIELD, names[i], "key appears twice");
                 vals[i] = &kv[j].val;
                 break;
             }
@@ -195,16 +194,14 @@ int proto__get_u64(proto__dec_t *d, const msgpack_object *o, const char *f, uint
     }
     if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return proto__fail(&d->c, PROTO_REJECT_NEGATIVE_COUNT, f, "%lld is negative", (long long)o->via.i64);
-    return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected an unsigned integer, got %s",
-                       obj_type_name(o));
+    return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected an unsigned integer, got %s", obj_type_name(o));
 }
 
 int proto__get_u32(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t *out) {
     uint64_t v = 0;
     if (proto__get_u64(d, o, f, &v) < 0) return -1;
     if (v > UINT32_MAX)
-        return proto__fail(&d->c, PROTO_REJECT_OUT_OF_RANGE, f, "%llu does not fit in 32 bits",
-                           (unsigned long long)v);
+        return proto__fail(&d->c, PROTO_REJECT_OUT_OF_RANGE, f, "%llu does not fit in 32 bits", (unsigned long long)v);
     *out = (uint32_t)v;
     return 0;
 }
@@ -215,8 +212,7 @@ int proto__get_f64(proto__dec_t *d, const msgpack_object *o, const char *f, doub
     case MSGPACK_OBJECT_FLOAT64: *out = o->via.f64; return 0;
     case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double)o->via.u64; return 0;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double)o->via.i64; return 0;
-    default:
-        return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected a number, got %s", obj_type_name(o));
+    default: return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected a number, got %s", obj_type_name(o));
     }
 }
 
@@ -239,8 +235,7 @@ int proto__get_str(proto__dec_t *d, const msgpack_object *o, const char *f, size
         return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected a str, got %s", obj_type_name(o));
     size_t n = o->via.str.size;
     if (n > maxlen) return proto__fail(&d->c, PROTO_REJECT_TOO_LARGE, f, "%zu bytes, limit %zu", n, maxlen);
-    if (n && memchr(o->via.str.ptr, 0, n))
-        return proto__fail(&d->c, PROTO_REJECT_BAD_STRING, f, "contains a NUL byte");
+    if (n && memchr(o->via.str.ptr, 0, n)) return proto__fail(&d->c, PROTO_REJECT_BAD_STRING, f, "contains a NUL byte");
     char *s = proto__alloc(d, n + 1);
     if (!s) return -1;
     if (n) memcpy(s, o->via.str.ptr, n);
@@ -261,13 +256,11 @@ static void copy_le32(void *dst, const void *src, size_t n) {
 #endif
 }
 
-int proto__get_le32(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, void **out,
-                    uint32_t *n) {
+int proto__get_le32(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, void **out, uint32_t *n) {
     if (o->type != MSGPACK_OBJECT_BIN)
         return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected a bin, got %s", obj_type_name(o));
     uint32_t bytes = o->via.bin.size;
-    if (bytes % 4)
-        return proto__fail(&d->c, PROTO_REJECT_BAD_LENGTH, f, "%u bytes is not a multiple of 4", bytes);
+    if (bytes % 4) return proto__fail(&d->c, PROTO_REJECT_BAD_LENGTH, f, "%u bytes is not a multiple of 4", bytes);
     if (bytes / 4 > maxn)
         return proto__fail(&d->c, PROTO_REJECT_TOO_LARGE, f, "%u elements, limit %u", bytes / 4, maxn);
     *n = bytes / 4;
@@ -280,8 +273,8 @@ int proto__get_le32(proto__dec_t *d, const msgpack_object *o, const char *f, uin
     return 0;
 }
 
-int proto__get_array(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn,
-                     const msgpack_object **arr, uint32_t *n) {
+int proto__get_array(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, const msgpack_object **arr,
+                     uint32_t *n) {
     if (o->type != MSGPACK_OBJECT_ARRAY)
         return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected an array, got %s", obj_type_name(o));
     if (o->via.array.size > maxn)
@@ -291,8 +284,8 @@ int proto__get_array(proto__dec_t *d, const msgpack_object *o, const char *f, ui
     return 0;
 }
 
-int proto__get_named(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn,
-                     proto_reject_t nan_reason, const proto_named_t **out, uint32_t *n) {
+int proto__get_named(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, proto_reject_t nan_reason,
+                     const proto_named_t **out, uint32_t *n) {
     if (o->type != MSGPACK_OBJECT_MAP)
         return proto__fail(&d->c, PROTO_REJECT_WRONG_TYPE, f, "expected a map, got %s", obj_type_name(o));
     uint32_t cnt = o->via.map.size;
@@ -340,8 +333,7 @@ int proto__check_str(proto__ctx_t *c, const char *f, const char *s, size_t minle
     return 0;
 }
 
-int proto__check_tokens(proto__ctx_t *c, const char *f, const int32_t *t, uint32_t n, uint32_t minn,
-                        uint32_t maxn) {
+int proto__check_tokens(proto__ctx_t *c, const char *f, const int32_t *t, uint32_t n, uint32_t minn, uint32_t maxn) {
     if (n > maxn) return proto__fail(c, PROTO_REJECT_TOO_LARGE, f, "%u tokens, limit %u", n, maxn);
     if (n < minn) return proto__fail(c, PROTO_REJECT_BAD_LENGTH, f, "%u tokens, at least %u needed", n, minn);
     if (n > 0 && !t) return proto__fail(c, PROTO_REJECT_BAD_LENGTH, f, "%u tokens but no array", n);
@@ -365,8 +357,7 @@ int proto__check_floats(proto__ctx_t *c, const char *f, const float *x, uint32_t
     }
     if (bad)
         for (uint32_t i = 0; i < n; i++)
-            if (!isfinite(x[i]))
-                return proto__fail(c, why, f, "value %u is %s", i, isnan(x[i]) ? "NaN" : "infinite");
+            if (!isfinite(x[i])) return proto__fail(c, why, f, "value %u is %s", i, isnan(x[i]) ? "NaN" : "infinite");
     return 0;
 }
 
@@ -390,7 +381,9 @@ int proto__check_named(proto__ctx_t *c, const char *f, const proto_named_t *v, u
 
 /* ---- packing ---- */
 
-size_t proto__bound_str(const char *s) { return 5 + (s ? strlen(s) : 0); }
+size_t proto__bound_str(const char *s) {
+    return 5 + (s ? strlen(s) : 0);
+}
 
 int proto__pack_str(msgpack_packer *pk, const char *s) {
     if (!s) s = "";
@@ -425,7 +418,9 @@ int proto__pack_named(msgpack_packer *pk, const proto_named_t *v, uint32_t n) {
 
 /* ---- encode buffer ---- */
 
-void proto_enc_init(proto_enc_t *e) { memset(e, 0, sizeof(*e)); }
+void proto_enc_init(proto_enc_t *e) {
+    memset(e, 0, sizeof(*e));
+}
 
 void proto_enc_fini(proto_enc_t *e) {
     free(e->data);
@@ -463,9 +458,8 @@ static int enc_write(void *data, const char *buf, size_t len) {
 
 static int dec_body(proto__dec_t *d, const msgpack_object *body, proto_msg_t *m) {
     switch (m->type) {
-#define PROTO__CASE(name, code, id) \
-    case code:                       \
-        return proto__dec_##id(d, body, m);
+#define PROTO__CASE(name, code, id)                                                                                    \
+    case code: return proto__dec_##id(d, body, m);
         PROTO_TYPE_MAP(PROTO__CASE)
 #undef PROTO__CASE
     default: return proto__fail(&d->c, PROTO_REJECT_UNKNOWN_TYPE, NULL, "type %u", m->type);
@@ -474,9 +468,8 @@ static int dec_body(proto__dec_t *d, const msgpack_object *body, proto_msg_t *m)
 
 static int check_body(proto__ctx_t *c, const proto_msg_t *m) {
     switch (m->type) {
-#define PROTO__CASE(name, code, id) \
-    case code:                       \
-        return proto__check_##id(c, m);
+#define PROTO__CASE(name, code, id)                                                                                    \
+    case code: return proto__check_##id(c, m);
         PROTO_TYPE_MAP(PROTO__CASE)
 #undef PROTO__CASE
     default: return proto__fail(c, PROTO_REJECT_UNKNOWN_TYPE, NULL, "type %u", m->type);
@@ -485,9 +478,8 @@ static int check_body(proto__ctx_t *c, const proto_msg_t *m) {
 
 static size_t bound_body(const proto_msg_t *m) {
     switch (m->type) {
-#define PROTO__CASE(name, code, id) \
-    case code:                       \
-        return proto__bound_##id(m);
+#define PROTO__CASE(name, code, id)                                                                                    \
+    case code: return proto__bound_##id(m);
         PROTO_TYPE_MAP(PROTO__CASE)
 #undef PROTO__CASE
     default: return 0;
@@ -496,9 +488,8 @@ static size_t bound_body(const proto_msg_t *m) {
 
 static int pack_body(msgpack_packer *pk, const proto_msg_t *m) {
     switch (m->type) {
-#define PROTO__CASE(name, code, id) \
-    case code:                       \
-        return proto__pack_##id(pk, m);
+#define PROTO__CASE(name, code, id)                                                                                    \
+    case code: return proto__pack_##id(pk, m);
         PROTO_TYPE_MAP(PROTO__CASE)
 #undef PROTO__CASE
     default: return -1;
@@ -507,7 +498,9 @@ static int pack_body(msgpack_packer *pk, const proto_msg_t *m) {
 
 /* ---- messages ---- */
 
-void proto_msg_init(proto_msg_t *m) { memset(m, 0, sizeof(*m)); }
+void proto_msg_init(proto_msg_t *m) {
+    memset(m, 0, sizeof(*m));
+}
 
 void proto_msg_fini(proto_msg_t *m) {
     arena_free_extra(m);
@@ -516,7 +509,9 @@ void proto_msg_fini(proto_msg_t *m) {
 }
 
 /* Zero envelope and body, keep the arena. */
-static void msg_clear(proto_msg_t *m) { memset(m, 0, offsetof(proto_msg_t, mem_)); }
+static void msg_clear(proto_msg_t *m) {
+    memset(m, 0, offsetof(proto_msg_t, mem_));
+}
 
 rlhf_err_t proto_msg_header(proto_msg_t *m, proto_type_t type, const char *sender, uint64_t seq) {
     msg_clear(m);
@@ -571,8 +566,9 @@ static int dec_envelope(proto__dec_t *d, const msgpack_object *env, const proto_
     proto__ctx_t *c = &d->c;
     proto_msg_t *m = d->m;
     if (env->type != MSGPACK_OBJECT_ARRAY || env->via.array.size != 6)
-        return proto__fail(c, PROTO_REJECT_BAD_ENVELOPE, NULL, "expected an array of 6 (magic, version, type, "
-                                                               "sender, seq, body)");
+        return proto__fail(c, PROTO_REJECT_BAD_ENVELOPE, NULL,
+                           "expected an array of 6 (magic, version, type, "
+                           "sender, seq, body)");
     const msgpack_object *e = env->via.array.ptr;
     if (e[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || e[0].via.u64 != PROTO_MAGIC)
         return proto__fail(c, PROTO_REJECT_BAD_MAGIC, "magic", "not 0x%08X", PROTO_MAGIC);
@@ -655,8 +651,8 @@ rlhf_err_t proto_decode(proto_msg_t *m, const void *buf, size_t len, const proto
     return decode_done(&d.c, why);
 }
 
-rlhf_err_t proto_weights_chunk_attach(proto_msg_t *m, const void *data, size_t len, proto_reject_t *why,
-                                      char *err, size_t errlen) {
+rlhf_err_t proto_weights_chunk_attach(proto_msg_t *m, const void *data, size_t len, proto_reject_t *why, char *err,
+                                      size_t errlen) {
     proto__ctx_t c;
     proto__ctx_init(&c, "weights_chunk", 0, err, errlen);
     if (m->type != PROTO_WEIGHTS_CHUNK)
@@ -672,8 +668,7 @@ rlhf_err_t proto_weights_chunk_attach(proto_msg_t *m, const void *data, size_t l
 }
 
 rlhf_err_t proto_decode_frames(proto_msg_t *m, const void *const *frames, const size_t *lens, size_t n,
-                               const proto_decode_opts_t *opts, proto_reject_t *why, char *err,
-                               size_t errlen) {
+                               const proto_decode_opts_t *opts, proto_reject_t *why, char *err, size_t errlen) {
     if (n < 1 || n > 2) {
         proto__ctx_t c;
         proto__ctx_init(&c, "message", 0, err, errlen);
@@ -718,8 +713,7 @@ rlhf_err_t proto_encode(proto_enc_t *e, const proto_msg_t *m, proto_reject_t *wh
     msgpack_packer_init(&pk, e, enc_write);
     if (msgpack_pack_array(&pk, 6) != 0 || msgpack_pack_uint32(&pk, PROTO_MAGIC) != 0 ||
         msgpack_pack_uint32(&pk, PROTO_VERSION) != 0 || msgpack_pack_uint32(&pk, m->type) != 0 ||
-        proto__pack_str(&pk, m->sender) != 0 || msgpack_pack_uint64(&pk, m->seq) != 0 ||
-        pack_body(&pk, m) != 0) {
+        proto__pack_str(&pk, m->sender) != 0 || msgpack_pack_uint64(&pk, m->seq) != 0 || pack_body(&pk, m) != 0) {
         e->len = 0;
         if (why) *why = PROTO_REJECT_NO_MEMORY;
         return rlhf_seterr(err, errlen, RLHF_ENOMEM, "%s: out of memory while packing", tname);

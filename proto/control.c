@@ -137,7 +137,9 @@ int proto__check_bye(proto__ctx_t *c, const proto_msg_t *m) {
     return proto__check_str(c, "reason", m->bye.reason, 0, PROTO_MAX_REASON, PROTO__CS_TEXT);
 }
 
-size_t proto__bound_bye(const proto_msg_t *m) { return 8 + PROTO__FIELD + proto__bound_str(m->bye.reason); }
+size_t proto__bound_bye(const proto_msg_t *m) {
+    return 8 + PROTO__FIELD + proto__bound_str(m->bye.reason);
+}
 
 int proto__pack_bye(msgpack_packer *pk, const proto_msg_t *m) {
     int has = m->bye.reason && m->bye.reason[0];

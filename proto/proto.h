@@ -40,54 +40,54 @@
 
 /* ---- constants and hard limits (PROTOCOL.md "Limits") ---- */
 
-#define PROTO_MAGIC 0x524C4846u /* "RLHF" read as a big-endian uint32 */
+#define PROTO_MAGIC   0x524C4846u /* "RLHF" read as a big-endian uint32 */
 #define PROTO_VERSION 1u
 
-#define PROTO_MAX_MSG_BYTES (64u << 20)    /* any frame; sockets set ZMQ_MAXMSGSIZE to this */
+#define PROTO_MAX_MSG_BYTES   (64u << 20)  /* any frame; sockets set ZMQ_MAXMSGSIZE to this */
 #define PROTO_MAX_CHUNK_BYTES (16u << 20)  /* data frame of one weights chunk */
-#define PROTO_CHUNK_BYTES (2u << 20)       /* recommended chunk length (bench transport) */
-#define PROTO_MAX_BLOB_BYTES (1ull << 40)  /* size of one weights version */
-#define PROTO_MAX_DEPTH 16                 /* msgpack nesting, envelope = 1 */
-#define PROTO_MAX_OBJECTS (1u << 20)       /* msgpack objects in one message */
-#define PROTO_MAX_ID 64                    /* sender id bytes */
-#define PROTO_MAX_NAME 64                  /* role, task, capability, component, stat names */
-#define PROTO_MAX_REASON 256               /* bye reason bytes */
-#define PROTO_MAX_CAPS 32                  /* capabilities in a hello */
-#define PROTO_MAX_STATS 64                 /* values in a stats message */
-#define PROTO_MAX_COMPONENTS 16            /* named reward components per sample */
-#define PROTO_MAX_TOKENS 65536             /* tokens in one prompt or completion */
-#define PROTO_MAX_PROMPTS 1024             /* prompts in one ticket */
-#define PROTO_MAX_K 256                    /* samples per prompt */
-#define PROTO_MAX_SAMPLES 4096             /* samples per message; also prompts * k per ticket */
-#define PROTO_MAX_STOP 8                   /* stop tokens */
-#define PROTO_MAX_CREDIT 1024              /* credit in one request */
-#define PROTO_MAX_VOCAB (1 << 24)          /* token ids are in [0, PROTO_MAX_VOCAB) */
+#define PROTO_CHUNK_BYTES     (2u << 20)   /* recommended chunk length (bench transport) */
+#define PROTO_MAX_BLOB_BYTES  (1ull << 40) /* size of one weights version */
+#define PROTO_MAX_DEPTH       16           /* msgpack nesting, envelope = 1 */
+#define PROTO_MAX_OBJECTS     (1u << 20)   /* msgpack objects in one message */
+#define PROTO_MAX_ID          64           /* sender id bytes */
+#define PROTO_MAX_NAME        64           /* role, task, capability, component, stat names */
+#define PROTO_MAX_REASON      256          /* bye reason bytes */
+#define PROTO_MAX_CAPS        32           /* capabilities in a hello */
+#define PROTO_MAX_STATS       64           /* values in a stats message */
+#define PROTO_MAX_COMPONENTS  16           /* named reward components per sample */
+#define PROTO_MAX_TOKENS      65536        /* tokens in one prompt or completion */
+#define PROTO_MAX_PROMPTS     1024         /* prompts in one ticket */
+#define PROTO_MAX_K           256          /* samples per prompt */
+#define PROTO_MAX_SAMPLES     4096         /* samples per message; also prompts * k per ticket */
+#define PROTO_MAX_STOP        8            /* stop tokens */
+#define PROTO_MAX_CREDIT      1024         /* credit in one request */
+#define PROTO_MAX_VOCAB       (1 << 24)    /* token ids are in [0, PROTO_MAX_VOCAB) */
 #define PROTO_MAX_DEADLINE_MS 86400000u    /* one day */
 #define PROTO_MAX_TEMPERATURE 100.0f
 
 /* Default TCP ports: the learner binds all six on one host. */
-#define PROTO_PORT_WORK 5555
+#define PROTO_PORT_WORK     5555
 #define PROTO_PORT_ROLLOUTS 5556
-#define PROTO_PORT_SCORE 5557
-#define PROTO_PORT_SCORED 5558
+#define PROTO_PORT_SCORE    5557
+#define PROTO_PORT_SCORED   5558
 #define PROTO_PORT_ANNOUNCE 5559
-#define PROTO_PORT_WEIGHTS 5560
+#define PROTO_PORT_WEIGHTS  5560
 
 /* ---- message types: X(NAME, code, wire_name) ---- */
 
-#define PROTO_TYPE_MAP(X)                   \
-    X(HELLO, 1, hello)                      \
-    X(HEARTBEAT, 2, heartbeat)              \
-    X(BYE, 3, bye)                          \
-    X(STATS, 4, stats)                      \
-    X(WORK_REQUEST, 10, work_request)       \
-    X(TICKET, 11, ticket)                   \
-    X(ROLLOUTS, 12, rollouts)               \
-    X(SCORE_REQUEST, 20, score_request)     \
-    X(SCORE_WORK, 21, score_work)           \
-    X(SCORED, 22, scored)                   \
-    X(WEIGHTS_ANNOUNCE, 30, weights_announce) \
-    X(WEIGHTS_REQUEST, 31, weights_request) \
+#define PROTO_TYPE_MAP(X)                                                                                              \
+    X(HELLO, 1, hello)                                                                                                 \
+    X(HEARTBEAT, 2, heartbeat)                                                                                         \
+    X(BYE, 3, bye)                                                                                                     \
+    X(STATS, 4, stats)                                                                                                 \
+    X(WORK_REQUEST, 10, work_request)                                                                                  \
+    X(TICKET, 11, ticket)                                                                                              \
+    X(ROLLOUTS, 12, rollouts)                                                                                          \
+    X(SCORE_REQUEST, 20, score_request)                                                                                \
+    X(SCORE_WORK, 21, score_work)                                                                                      \
+    X(SCORED, 22, scored)                                                                                              \
+    X(WEIGHTS_ANNOUNCE, 30, weights_announce)                                                                          \
+    X(WEIGHTS_REQUEST, 31, weights_request)                                                                            \
     X(WEIGHTS_CHUNK, 32, weights_chunk)
 
 typedef enum {
@@ -103,46 +103,46 @@ const char *proto_type_name(uint32_t type);
 /* Accept masks for proto_decode_opts_t: one bit per type code (< 64). */
 #define PROTO_BIT(t) (1ull << (t))
 /* learner side */
-#define PROTO_ACCEPT_LEARNER_WORK \
-    (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_BYE) | PROTO_BIT(PROTO_STATS) | \
+#define PROTO_ACCEPT_LEARNER_WORK                                                                                      \
+    (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_BYE) | PROTO_BIT(PROTO_STATS) |             \
      PROTO_BIT(PROTO_WORK_REQUEST))
 #define PROTO_ACCEPT_LEARNER_ROLLOUTS PROTO_BIT(PROTO_ROLLOUTS)
-#define PROTO_ACCEPT_LEARNER_SCORE \
-    (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_BYE) | PROTO_BIT(PROTO_STATS) | \
+#define PROTO_ACCEPT_LEARNER_SCORE                                                                                     \
+    (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_BYE) | PROTO_BIT(PROTO_STATS) |             \
      PROTO_BIT(PROTO_SCORE_REQUEST))
-#define PROTO_ACCEPT_LEARNER_SCORED PROTO_BIT(PROTO_SCORED)
+#define PROTO_ACCEPT_LEARNER_SCORED  PROTO_BIT(PROTO_SCORED)
 #define PROTO_ACCEPT_LEARNER_WEIGHTS PROTO_BIT(PROTO_WEIGHTS_REQUEST)
 /* actor / reward side */
-#define PROTO_ACCEPT_ACTOR_WORK (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_TICKET))
+#define PROTO_ACCEPT_ACTOR_WORK     (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_TICKET))
 #define PROTO_ACCEPT_ACTOR_ANNOUNCE PROTO_BIT(PROTO_WEIGHTS_ANNOUNCE)
-#define PROTO_ACCEPT_ACTOR_WEIGHTS PROTO_BIT(PROTO_WEIGHTS_CHUNK)
-#define PROTO_ACCEPT_REWARD_SCORE (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_SCORE_WORK))
+#define PROTO_ACCEPT_ACTOR_WEIGHTS  PROTO_BIT(PROTO_WEIGHTS_CHUNK)
+#define PROTO_ACCEPT_REWARD_SCORE   (PROTO_BIT(PROTO_HELLO) | PROTO_BIT(PROTO_HEARTBEAT) | PROTO_BIT(PROTO_SCORE_WORK))
 
 /* ---- reject reasons: X(NAME, "label") ---- */
 
-#define PROTO_REJECT_MAP(X)                                                                       \
-    X(NONE, "none")                       /* not rejected */                                      \
-    X(TRUNCATED, "truncated")             /* input ends inside a msgpack object */                \
-    X(TRAILING_BYTES, "trailing_bytes")   /* bytes after the envelope */                          \
-    X(MALFORMED, "malformed")             /* not msgpack (reserved byte 0xc1) */                  \
-    X(TOO_DEEP, "too_deep")               /* nesting above PROTO_MAX_DEPTH */                     \
-    X(TOO_LARGE, "too_large")             /* a byte length or element count above its limit */    \
-    X(BAD_ENVELOPE, "bad_envelope")       /* not an array of 6 */                                 \
-    X(BAD_MAGIC, "bad_magic")             /* envelope[0] is not PROTO_MAGIC */                    \
-    X(BAD_VERSION, "bad_version")         /* envelope[1] is not PROTO_VERSION */                  \
-    X(UNKNOWN_TYPE, "unknown_type")       /* envelope[2] names no type */                         \
-    X(UNEXPECTED_TYPE, "unexpected_type") /* a known type this socket does not take */            \
-    X(WRONG_TYPE, "wrong_type")           /* a field has the wrong msgpack type */                \
-    X(MISSING_FIELD, "missing_field")     /* a required field is absent */                        \
-    X(DUPLICATE_FIELD, "duplicate_field") /* a map key appears twice */                           \
-    X(NEGATIVE_COUNT, "negative_count")   /* a negative integer where an unsigned one belongs */  \
-    X(OUT_OF_RANGE, "out_of_range")       /* a number or enum value outside its range */          \
-    X(BAD_LENGTH, "bad_length")           /* bin not a multiple of 4, empty, or lengths disagree */ \
-    X(BAD_STRING, "bad_string")           /* a string empty or with a byte outside its charset */ \
-    X(BAD_TOKEN, "bad_token")             /* a token id outside [0, vocab) */                     \
-    X(NAN_REWARD, "nan_reward")           /* a reward or component is NaN or infinite */          \
-    X(NAN_LOGPROB, "nan_logprob")         /* a log-prob is NaN or infinite */                     \
-    X(BAD_FRAMES, "bad_frames")           /* wrong frame count, or data frame length != header */ \
+#define PROTO_REJECT_MAP(X)                                                                                            \
+    X(NONE, "none")                       /* not rejected */                                                           \
+    X(TRUNCATED, "truncated")             /* input ends inside a msgpack object */                                     \
+    X(TRAILING_BYTES, "trailing_bytes")   /* bytes after the envelope */                                               \
+    X(MALFORMED, "malformed")             /* not msgpack (reserved byte 0xc1) */                                       \
+    X(TOO_DEEP, "too_deep")               /* nesting above PROTO_MAX_DEPTH */                                          \
+    X(TOO_LARGE, "too_large")             /* a byte length or element count above its limit */                         \
+    X(BAD_ENVELOPE, "bad_envelope")       /* not an array of 6 */                                                      \
+    X(BAD_MAGIC, "bad_magic")             /* envelope[0] is not PROTO_MAGIC */                                         \
+    X(BAD_VERSION, "bad_version")         /* envelope[1] is not PROTO_VERSION */                                       \
+    X(UNKNOWN_TYPE, "unknown_type")       /* envelope[2] names no type */                                              \
+    X(UNEXPECTED_TYPE, "unexpected_type") /* a known type this socket does not take */                                 \
+    X(WRONG_TYPE, "wrong_type")           /* a field has the wrong msgpack type */                                     \
+    X(MISSING_FIELD, "missing_field")     /* a required field is absent */                                             \
+    X(DUPLICATE_FIELD, "duplicate_field") /* a map key appears twice */                                                \
+    X(NEGATIVE_COUNT, "negative_count")   /* a negative integer where an unsigned one belongs */                       \
+    X(OUT_OF_RANGE, "out_of_range")       /* a number or enum value outside its range */                               \
+    X(BAD_LENGTH, "bad_length")           /* bin not a multiple of 4, empty, or lengths disagree */                    \
+    X(BAD_STRING, "bad_string")           /* a string empty or with a byte outside its charset */                      \
+    X(BAD_TOKEN, "bad_token")             /* a token id outside [0, vocab) */                                          \
+    X(NAN_REWARD, "nan_reward")           /* a reward or component is NaN or infinite */                               \
+    X(NAN_LOGPROB, "nan_logprob")         /* a log-prob is NaN or infinite */                                          \
+    X(BAD_FRAMES, "bad_frames")           /* wrong frame count, or data frame length != header */                      \
     X(NO_MEMORY, "no_memory")             /* the receiver could not allocate */
 
 typedef enum {
@@ -189,30 +189,30 @@ typedef struct {
 } proto_named_t;
 
 typedef struct {
-    uint32_t role;                /* proto_role_t */
-    const char *const *caps;      /* (n_caps) capability tags, e.g. "gen", "ref_logprobs" */
+    uint32_t role;           /* proto_role_t */
+    const char *const *caps; /* (n_caps) capability tags, e.g. "gen", "ref_logprobs" */
     uint32_t n_caps;
-    const char *software;         /* "" when absent */
-    uint64_t weights_version;     /* 0: none held / unknown */
+    const char *software;     /* "" when absent */
+    uint64_t weights_version; /* 0: none held / unknown */
 } proto_hello_t;
 
 typedef struct {
-    uint32_t in_flight;           /* tickets or score jobs in progress */
-    uint64_t weights_version;     /* 0: none / unknown */
+    uint32_t in_flight;       /* tickets or score jobs in progress */
+    uint64_t weights_version; /* 0: none / unknown */
 } proto_heartbeat_t;
 
 typedef struct {
-    const char *reason;           /* "" when absent; printable ASCII, spaces allowed */
+    const char *reason; /* "" when absent; printable ASCII, spaces allowed */
 } proto_bye_t;
 
 typedef struct {
-    const proto_named_t *values;  /* (n_values) finite */
+    const proto_named_t *values; /* (n_values) finite */
     uint32_t n_values;
 } proto_stats_t;
 
 typedef struct {
-    uint32_t credit;              /* 1..PROTO_MAX_CREDIT more tickets wanted */
-    uint64_t weights_version;     /* held by the actor; 0 = none */
+    uint32_t credit;          /* 1..PROTO_MAX_CREDIT more tickets wanted */
+    uint64_t weights_version; /* held by the actor; 0 = none */
 } proto_work_request_t;
 
 typedef struct {
@@ -222,38 +222,38 @@ typedef struct {
     uint32_t max_new_tokens;      /* 1..PROTO_MAX_TOKENS */
     int32_t stop[PROTO_MAX_STOP]; /* (n_stop) token ids that end a completion */
     uint32_t n_stop;
-    uint64_t seed;                /* sample j of prompt i uses seed + i*k + j */
+    uint64_t seed; /* sample j of prompt i uses seed + i*k + j */
 } proto_sampling_t;
 
 typedef struct {
-    uint64_t id;                  /* learner's prompt id (opaque to actors) */
-    const int32_t *tokens;        /* (n_tokens) */
-    uint32_t n_tokens;            /* 1..PROTO_MAX_TOKENS */
+    uint64_t id;           /* learner's prompt id (opaque to actors) */
+    const int32_t *tokens; /* (n_tokens) */
+    uint32_t n_tokens;     /* 1..PROTO_MAX_TOKENS */
 } proto_prompt_t;
 
 typedef struct {
     uint64_t ticket;
-    uint64_t policy_version;      /* generate with weights version >= this */
-    uint32_t k;                   /* samples per prompt, 1..PROTO_MAX_K */
-    uint32_t deadline_ms;         /* 1..PROTO_MAX_DEADLINE_MS after sending */
-    const char *task;             /* "" when absent */
+    uint64_t policy_version; /* generate with weights version >= this */
+    uint32_t k;              /* samples per prompt, 1..PROTO_MAX_K */
+    uint32_t deadline_ms;    /* 1..PROTO_MAX_DEADLINE_MS after sending */
+    const char *task;        /* "" when absent */
     proto_sampling_t sampling;
     const proto_prompt_t *prompts; /* (n_prompts) 1..PROTO_MAX_PROMPTS, n_prompts*k <= PROTO_MAX_SAMPLES */
     uint32_t n_prompts;
 } proto_ticket_t;
 
 typedef struct {
-    uint32_t prompt_index;        /* index into the ticket's prompts */
-    uint32_t sample_index;        /* 0..k-1 */
-    const int32_t *prompt;        /* (n_prompt) */
+    uint32_t prompt_index; /* index into the ticket's prompts */
+    uint32_t sample_index; /* 0..k-1 */
+    const int32_t *prompt; /* (n_prompt) */
     uint32_t n_prompt;
-    const int32_t *completion;    /* (n_completion), includes the stop token if finish == STOP */
-    const float *logprobs;        /* (n_completion) behaviour log-probs, finite */
-    uint32_t n_completion;        /* 1..PROTO_MAX_TOKENS */
-    uint32_t finish;              /* proto_finish_t */
-    uint64_t policy_version;      /* weights version that generated it */
-    uint64_t queue_us;            /* ticket receipt -> generation start; 0 = unknown */
-    uint64_t gen_us;              /* wall time of the generation that produced it */
+    const int32_t *completion; /* (n_completion), includes the stop token if finish == STOP */
+    const float *logprobs;     /* (n_completion) behaviour log-probs, finite */
+    uint32_t n_completion;     /* 1..PROTO_MAX_TOKENS */
+    uint32_t finish;           /* proto_finish_t */
+    uint64_t policy_version;   /* weights version that generated it */
+    uint64_t queue_us;         /* ticket receipt -> generation start; 0 = unknown */
+    uint64_t gen_us;           /* wall time of the generation that produced it */
 } proto_sample_t;
 
 typedef struct {
@@ -264,31 +264,31 @@ typedef struct {
 
 typedef struct {
     uint32_t prompt_index, sample_index;
-    uint64_t prompt_id;           /* the ticket's prompts[prompt_index].id */
-    const int32_t *prompt;        /* (n_prompt) */
+    uint64_t prompt_id;    /* the ticket's prompts[prompt_index].id */
+    const int32_t *prompt; /* (n_prompt) */
     uint32_t n_prompt;
-    const int32_t *completion;    /* (n_completion) */
+    const int32_t *completion; /* (n_completion) */
     uint32_t n_completion;
-    uint32_t finish;              /* proto_finish_t */
+    uint32_t finish; /* proto_finish_t */
 } proto_score_item_t;
 
 typedef struct {
     uint64_t ticket;
-    const char *task;             /* "" when absent */
-    float temperature;            /* for reference log-probs: softmax(logits / T); > 0 */
-    uint32_t want_ref;            /* 1: reply with ref_logprobs */
+    const char *task;                /* "" when absent */
+    float temperature;               /* for reference log-probs: softmax(logits / T); > 0 */
+    uint32_t want_ref;               /* 1: reply with ref_logprobs */
     const proto_score_item_t *items; /* (n_items) 1..PROTO_MAX_SAMPLES */
     uint32_t n_items;
 } proto_score_work_t;
 
 typedef struct {
     uint32_t prompt_index, sample_index;
-    double reward;                /* finite */
+    double reward;                   /* finite */
     const proto_named_t *components; /* (n_components) finite, names distinct */
     uint32_t n_components;
-    const float *ref_logprobs;    /* (n_ref) NULL/0 when absent; else n_ref == n_completion */
+    const float *ref_logprobs; /* (n_ref) NULL/0 when absent; else n_ref == n_completion */
     uint32_t n_ref;
-    uint64_t score_us;            /* 0 = unknown */
+    uint64_t score_us; /* 0 = unknown */
 } proto_scored_sample_t;
 
 typedef struct {
@@ -298,24 +298,24 @@ typedef struct {
 } proto_scored_t;
 
 typedef struct {
-    uint64_t version;             /* >= 1 */
-    uint64_t size;                /* bytes, 1..PROTO_MAX_BLOB_BYTES */
-    uint64_t checksum;            /* XXH3_64bits(blob, seed 0): proto_weights_checksum */
-    uint32_t chunk_max;           /* largest length the learner serves, 1..PROTO_MAX_CHUNK_BYTES */
+    uint64_t version;   /* >= 1 */
+    uint64_t size;      /* bytes, 1..PROTO_MAX_BLOB_BYTES */
+    uint64_t checksum;  /* XXH3_64bits(blob, seed 0): proto_weights_checksum */
+    uint32_t chunk_max; /* largest length the learner serves, 1..PROTO_MAX_CHUNK_BYTES */
 } proto_weights_announce_t;
 
 typedef struct {
     uint64_t version;
-    uint64_t offset;              /* bytes */
-    uint32_t length;              /* 1..PROTO_MAX_CHUNK_BYTES */
+    uint64_t offset; /* bytes */
+    uint32_t length; /* 1..PROTO_MAX_CHUNK_BYTES */
 } proto_weights_request_t;
 
 typedef struct {
     uint64_t version, offset;
-    uint32_t length;              /* data frame bytes; 0 unless status == OK */
-    uint32_t status;              /* proto_chunk_status_t */
-    uint64_t size, checksum;      /* of the whole version, as in the announce */
-    const void *data;             /* (length) BORROWED from the data frame; not encoded */
+    uint32_t length;         /* data frame bytes; 0 unless status == OK */
+    uint32_t status;         /* proto_chunk_status_t */
+    uint64_t size, checksum; /* of the whole version, as in the announce */
+    const void *data;        /* (length) BORROWED from the data frame; not encoded */
 } proto_weights_chunk_t;
 
 /* ---- the message ---- */
@@ -323,10 +323,10 @@ typedef struct {
 typedef struct proto__block proto__block_t;
 
 typedef struct {
-    uint32_t type;                /* proto_type_t */
-    uint32_t version;             /* set by decode (PROTO_VERSION); ignored by encode */
+    uint32_t type;                 /* proto_type_t */
+    uint32_t version;              /* set by decode (PROTO_VERSION); ignored by encode */
     char sender[PROTO_MAX_ID + 1]; /* NUL-terminated, 1..PROTO_MAX_ID printable ASCII, no space */
-    uint64_t seq;                 /* per-sender counter, informative */
+    uint64_t seq;                  /* per-sender counter, informative */
     union {
         proto_hello_t hello;
         proto_heartbeat_t heartbeat;
@@ -365,8 +365,8 @@ int proto_msg_equal(const proto_msg_t *a, const proto_msg_t *b);
 /* ---- decoding ---- */
 
 typedef struct {
-    uint64_t accept;              /* PROTO_BIT set of types this socket takes; 0 = all known */
-    int32_t vocab_size;           /* token ids must be < this; 0 = PROTO_MAX_VOCAB */
+    uint64_t accept;    /* PROTO_BIT set of types this socket takes; 0 = all known */
+    int32_t vocab_size; /* token ids must be < this; 0 = PROTO_MAX_VOCAB */
 } proto_decode_opts_t;
 
 /*
@@ -390,13 +390,12 @@ rlhf_err_t proto_decode(proto_msg_t *m, const void *buf, size_t len, const proto
  * another count is bad_frames. The chunk's data is borrowed from frames[1]
  * and must outlive the use of m->weights_chunk.data. */
 rlhf_err_t proto_decode_frames(proto_msg_t *m, const void *const *frames, const size_t *lens, size_t n,
-                               const proto_decode_opts_t *opts, proto_reject_t *why, char *err,
-                               size_t errlen);
+                               const proto_decode_opts_t *opts, proto_reject_t *why, char *err, size_t errlen);
 
 /* Attach the data frame to a decoded WEIGHTS_CHUNK header: bad_frames
  * unless len == m->weights_chunk.length. data is borrowed. */
-rlhf_err_t proto_weights_chunk_attach(proto_msg_t *m, const void *data, size_t len, proto_reject_t *why,
-                                      char *err, size_t errlen);
+rlhf_err_t proto_weights_chunk_attach(proto_msg_t *m, const void *data, size_t len, proto_reject_t *why, char *err,
+                                      size_t errlen);
 
 /* ---- encoding ---- */
 
@@ -447,8 +446,7 @@ typedef void(proto_zmq_free_fn)(void *data, void *hint);
  * the version and drop it in ffn). ffn may be NULL when the blob outlives
  * the socket. Returns RLHF_EIO if libzmq refused a frame.
  */
-rlhf_err_t proto_zmq_send_chunk(void *sock, const void *route, size_t route_len, const void *hdr,
-                                size_t hdr_len, const void *data, size_t data_len, proto_zmq_free_fn *ffn,
-                                void *hint);
+rlhf_err_t proto_zmq_send_chunk(void *sock, const void *route, size_t route_len, const void *hdr, size_t hdr_len,
+                                const void *data, size_t data_len, proto_zmq_free_fn *ffn, void *hint);
 
 #endif

@@ -63,8 +63,8 @@ void *proto__alloc(proto__dec_t *d, size_t n);
 /* Collect the values of a map's known keys into vals[0..n) (NULL when
  * absent); unknown string keys are skipped. Fails on a non-map, a non-str
  * key, a duplicate known key or a missing required one (bit i of required). */
-int proto__fields(proto__dec_t *d, const msgpack_object *map, const char *const *names, int n,
-                  uint32_t required, const msgpack_object **vals);
+int proto__fields(proto__dec_t *d, const msgpack_object *map, const char *const *names, int n, uint32_t required,
+                  const msgpack_object **vals);
 
 int proto__get_u64(proto__dec_t *d, const msgpack_object *o, const char *f, uint64_t *out);
 int proto__get_u32(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t *out);
@@ -78,25 +78,23 @@ int proto__get_bool(proto__dec_t *d, const msgpack_object *o, const char *f, uin
 int proto__get_str(proto__dec_t *d, const msgpack_object *o, const char *f, size_t maxlen, const char **out);
 /* bin of little-endian 32-bit words (int32 or float32), at most maxn,
  * copied into the arena; *out NULL when n == 0. */
-int proto__get_le32(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, void **out,
-                    uint32_t *n);
+int proto__get_le32(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, void **out, uint32_t *n);
 /* array header: *arr points at the elements, at most maxn */
-int proto__get_array(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn,
-                     const msgpack_object **arr, uint32_t *n);
+int proto__get_array(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, const msgpack_object **arr,
+                     uint32_t *n);
 /* map of name -> number: names checked as PROTO__CS_NAME, values finite
  * (nan_reason when not), names distinct */
-int proto__get_named(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn,
-                     proto_reject_t nan_reason, const proto_named_t **out, uint32_t *n);
+int proto__get_named(proto__dec_t *d, const msgpack_object *o, const char *f, uint32_t maxn, proto_reject_t nan_reason,
+                     const proto_named_t **out, uint32_t *n);
 
 /* ---- semantic checks (decode and encode) ---- */
 
 enum {
-    PROTO__CS_NAME = 0,   /* printable ASCII 0x21..0x7e */
-    PROTO__CS_TEXT = 1    /* printable ASCII 0x20..0x7e */
+    PROTO__CS_NAME = 0, /* printable ASCII 0x21..0x7e */
+    PROTO__CS_TEXT = 1  /* printable ASCII 0x20..0x7e */
 };
 int proto__check_str(proto__ctx_t *c, const char *f, const char *s, size_t minlen, size_t maxlen, int cs);
-int proto__check_tokens(proto__ctx_t *c, const char *f, const int32_t *t, uint32_t n, uint32_t minn,
-                        uint32_t maxn);
+int proto__check_tokens(proto__ctx_t *c, const char *f, const int32_t *t, uint32_t n, uint32_t minn, uint32_t maxn);
 int proto__check_floats(proto__ctx_t *c, const char *f, const float *x, uint32_t n, proto_reject_t why);
 int proto__check_named(proto__ctx_t *c, const char *f, const proto_named_t *v, uint32_t n, uint32_t maxn,
                        proto_reject_t nan_reason);
@@ -105,11 +103,11 @@ int proto__check_range(proto__ctx_t *c, const char *f, uint64_t v, uint64_t lo, 
 /* ---- packing ---- */
 
 /* Bytes a str / bin / map key takes at most, for buffer bounds. */
-#define PROTO__HDR 9    /* largest scalar: uint64 / float64 with its type byte */
+#define PROTO__HDR   9  /* largest scalar: uint64 / float64 with its type byte */
 #define PROTO__FIELD 40 /* a key (<= 23 bytes) and a scalar value */
-#define PROTO__TRY(x)         \
-    do {                      \
-        if ((x) < 0) return -1; \
+#define PROTO__TRY(x)                                                                                                  \
+    do {                                                                                                               \
+        if ((x) < 0) return -1;                                                                                        \
     } while (0)
 size_t proto__bound_str(const char *s);
 
@@ -122,10 +120,10 @@ int proto__pack_named(msgpack_packer *pk, const proto_named_t *v, uint32_t n);
 /* ---- per-type hooks: dec fills m's body from the body map, check
  * validates it, bound is an upper bound of its packed size, pack writes it ---- */
 
-#define PROTO__HOOKS(name)                                                        \
-    int proto__dec_##name(proto__dec_t *d, const msgpack_object *body, proto_msg_t *m); \
-    int proto__check_##name(proto__ctx_t *c, const proto_msg_t *m);               \
-    size_t proto__bound_##name(const proto_msg_t *m);                             \
+#define PROTO__HOOKS(name)                                                                                             \
+    int proto__dec_##name(proto__dec_t *d, const msgpack_object *body, proto_msg_t *m);                                \
+    int proto__check_##name(proto__ctx_t *c, const proto_msg_t *m);                                                    \
+    size_t proto__bound_##name(const proto_msg_t *m);                                                                  \
     int proto__pack_##name(msgpack_packer *pk, const proto_msg_t *m);
 
 PROTO__HOOKS(hello)

@@ -8,25 +8,21 @@
 
 const char *proto_type_name(uint32_t type) {
     switch (type) {
-#define PROTO__TYPE_STR(name, code, id) \
-    case code:                          \
-        return #id;
+#define PROTO__TYPE_STR(name, code, id)                                                                                \
+    case code: return #id;
         PROTO_TYPE_MAP(PROTO__TYPE_STR)
 #undef PROTO__TYPE_STR
-    default:
-        return NULL;
+    default: return NULL;
     }
 }
 
 const char *proto_reject_reason_name(proto_reject_t r) {
     switch (r) {
-#define PROTO__REJECT_STR(name, str) \
-    case PROTO_REJECT_##name:        \
-        return str;
+#define PROTO__REJECT_STR(name, str)                                                                                   \
+    case PROTO_REJECT_##name: return str;
         PROTO_REJECT_MAP(PROTO__REJECT_STR)
 #undef PROTO__REJECT_STR
-    default:
-        return "unknown";
+    default: return "unknown";
     }
 }
 

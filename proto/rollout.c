@@ -15,9 +15,8 @@
 static const char *const rollouts_keys[] = {"ticket", "samples"};
 enum { RO_TICKET, RO_SAMPLES, RO__N };
 
-static const char *const sample_keys[] = {"prompt_index", "sample_index", "prompt",         "completion",
-                                          "logprobs",     "finish",       "policy_version", "queue_us",
-                                          "gen_us"};
+static const char *const sample_keys[] = {"prompt_index", "sample_index",   "prompt",   "completion", "logprobs",
+                                          "finish",       "policy_version", "queue_us", "gen_us"};
 enum { SA_PI, SA_SI, SA_PROMPT, SA_COMPLETION, SA_LOGPROBS, SA_FINISH, SA_POLICY, SA_QUEUE, SA_GEN, SA__N };
 #define SA_REQUIRED 0x7fu /* all but the timings */
 
@@ -35,8 +34,8 @@ static int dec_sample(proto__dec_t *d, const msgpack_object *o, proto_sample_t *
     TRY(proto__get_le32(d, v[SA_LOGPROBS], "logprobs", PROTO_MAX_TOKENS, &p, &n_lp));
     s->logprobs = p;
     if (n_lp != s->n_completion)
-        return proto__fail(&d->c, PROTO_REJECT_BAD_LENGTH, "logprobs", "%u log-probs for %u completion tokens",
-                           n_lp, s->n_completion);
+        return proto__fail(&d->c, PROTO_REJECT_BAD_LENGTH, "logprobs", "%u log-probs for %u completion tokens", n_lp,
+                           s->n_completion);
     TRY(proto__get_u32(d, v[SA_FINISH], "finish", &s->finish));
     TRY(proto__get_u64(d, v[SA_POLICY], "policy_version", &s->policy_version));
     s->queue_us = s->gen_us = 0;
@@ -186,8 +185,8 @@ int proto__check_score_work(proto__ctx_t *c, const proto_msg_t *m) {
     const proto_score_work_t *w = &m->score_work;
     TRY(proto__check_str(c, "task", w->task, 0, PROTO_MAX_NAME, PROTO__CS_NAME));
     if (!(w->temperature > 0.0f && w->temperature <= PROTO_MAX_TEMPERATURE))
-        return proto__fail(c, PROTO_REJECT_OUT_OF_RANGE, "temperature", "%g is outside (0, %g]",
-                           (double)w->temperature, (double)PROTO_MAX_TEMPERATURE);
+        return proto__fail(c, PROTO_REJECT_OUT_OF_RANGE, "temperature", "%g is outside (0, %g]", (double)w->temperature,
+                           (double)PROTO_MAX_TEMPERATURE);
     TRY(proto__check_range(c, "want_ref", w->want_ref, 0, 1));
     TRY(check_samples_count(c, w->items, w->n_items));
     proto__push(c, "samples");

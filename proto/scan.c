@@ -50,19 +50,26 @@ proto_reject_t proto__scan(const unsigned char *buf, size_t len, char *err, size
         } else {
             switch (b) {
             case 0xc1: return scan_fail(PROTO_REJECT_MALFORMED, err, errlen, pos, "reserved type byte 0xc1");
-            case 0xc4: case 0xd9: lenbytes = 1; break; /* bin8, str8 */
-            case 0xc5: case 0xda: lenbytes = 2; break; /* bin16, str16 */
-            case 0xc6: case 0xdb: lenbytes = 4; break; /* bin32, str32 */
-            case 0xc7: lenbytes = 1, ext = 1; break;   /* ext8 */
+            case 0xc4:
+            case 0xd9: lenbytes = 1; break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda: lenbytes = 2; break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb: lenbytes = 4; break;          /* bin32, str32 */
+            case 0xc7: lenbytes = 1, ext = 1; break; /* ext8 */
             case 0xc8: lenbytes = 2, ext = 1; break;
             case 0xc9: lenbytes = 4, ext = 1; break;
-            case 0xca: body = 4; break;                /* float32 */
-            case 0xcb: body = 8; break;                /* float64 */
-            case 0xcc: case 0xd0: body = 1; break;     /* (u)int8 */
-            case 0xcd: case 0xd1: body = 2; break;
-            case 0xce: case 0xd2: body = 4; break;
-            case 0xcf: case 0xd3: body = 8; break;
-            case 0xd4: body = 2; break;                /* fixext 1: type + data */
+            case 0xca: body = 4; break; /* float32 */
+            case 0xcb: body = 8; break; /* float64 */
+            case 0xcc:
+            case 0xd0: body = 1; break; /* (u)int8 */
+            case 0xcd:
+            case 0xd1: body = 2; break;
+            case 0xce:
+            case 0xd2: body = 4; break;
+            case 0xcf:
+            case 0xd3: body = 8; break;
+            case 0xd4: body = 2; break; /* fixext 1: type + data */
             case 0xd5: body = 3; break;
             case 0xd6: body = 5; break;
             case 0xd7: body = 9; break;

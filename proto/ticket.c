@@ -13,7 +13,7 @@
 static const char *const ticket_keys[] = {"ticket", "policy_version", "k",      "deadline_ms",
                                           "task",   "sampling",       "prompts"};
 enum { TK_TICKET, TK_POLICY, TK_K, TK_DEADLINE, TK_TASK, TK_SAMPLING, TK_PROMPTS, TK__N };
-#define TK_REQUIRED                                                                                              \
+#define TK_REQUIRED                                                                                                    \
     (1u << TK_TICKET | 1u << TK_POLICY | 1u << TK_K | 1u << TK_DEADLINE | 1u << TK_SAMPLING | 1u << TK_PROMPTS)
 
 static const char *const sampling_keys[] = {"temperature", "top_k", "top_p", "max_new_tokens", "stop", "seed"};
@@ -84,8 +84,8 @@ int proto__check_ticket(proto__ctx_t *c, const proto_msg_t *m) {
     TRY(proto__check_str(c, "task", t->task, 0, PROTO_MAX_NAME, PROTO__CS_NAME));
     proto__push(c, "sampling");
     if (!(s->temperature >= 0.0f && s->temperature <= PROTO_MAX_TEMPERATURE)) /* NaN fails too */
-        return proto__fail(c, PROTO_REJECT_OUT_OF_RANGE, "temperature", "%g is outside [0, %g]",
-                           (double)s->temperature, (double)PROTO_MAX_TEMPERATURE);
+        return proto__fail(c, PROTO_REJECT_OUT_OF_RANGE, "temperature", "%g is outside [0, %g]", (double)s->temperature,
+                           (double)PROTO_MAX_TEMPERATURE);
     if (!(s->top_p > 0.0f && s->top_p <= 1.0f))
         return proto__fail(c, PROTO_REJECT_OUT_OF_RANGE, "top_p", "%g is outside (0, 1]", (double)s->top_p);
     TRY(proto__check_range(c, "top_k", s->top_k, 0, INT32_MAX));
@@ -98,8 +98,8 @@ int proto__check_ticket(proto__ctx_t *c, const proto_msg_t *m) {
     if (t->n_prompts == 0 || !t->prompts)
         return proto__fail(c, PROTO_REJECT_BAD_LENGTH, "prompts", "a ticket needs at least one prompt");
     if ((uint64_t)t->n_prompts * t->k > PROTO_MAX_SAMPLES)
-        return proto__fail(c, PROTO_REJECT_TOO_LARGE, "prompts", "%u prompts x k=%u samples, limit %u",
-                           t->n_prompts, t->k, PROTO_MAX_SAMPLES);
+        return proto__fail(c, PROTO_REJECT_TOO_LARGE, "prompts", "%u prompts x k=%u samples, limit %u", t->n_prompts,
+                           t->k, PROTO_MAX_SAMPLES);
     proto__push(c, "prompts");
     for (uint32_t i = 0; i < t->n_prompts; i++) {
         proto__index(c, i);

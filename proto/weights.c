@@ -12,7 +12,9 @@
 
 #define TRY PROTO__TRY
 
-uint64_t proto_weights_checksum(const void *blob, size_t n) { return (uint64_t)XXH3_64bits(blob, n); }
+uint64_t proto_weights_checksum(const void *blob, size_t n) {
+    return (uint64_t)XXH3_64bits(blob, n);
+}
 
 /* ---- weights_announce ---- */
 
@@ -146,9 +148,8 @@ rlhf_err_t proto_zmq_limit(void *sock) {
     return zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max, sizeof(max)) == 0 ? RLHF_OK : RLHF_EIO;
 }
 
-rlhf_err_t proto_zmq_send_chunk(void *sock, const void *route, size_t route_len, const void *hdr,
-                                size_t hdr_len, const void *data, size_t data_len, proto_zmq_free_fn *ffn,
-                                void *hint) {
+rlhf_err_t proto_zmq_send_chunk(void *sock, const void *route, size_t route_len, const void *hdr, size_t hdr_len,
+                                const void *data, size_t data_len, proto_zmq_free_fn *ffn, void *hint) {
     zmq_msg_t part;
     /* Build the data frame first, so ffn runs exactly once whatever fails. */
     zmq_msg_t body;

@@ -18,11 +18,10 @@
 #include "reward/reward.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: rlhf-reward [--config FILE] [--set key=value]... [--learner HOST] [--id NAME]\n"
-            "  --learner HOST   learner host (reward.learner); ports from learner.score_port, learner.scored_port\n"
-            "  --id NAME        sender id (default reward-HOSTNAME-PID)\n"
-            "  --help-config    every configuration key\n");
+    fprintf(f, "usage: rlhf-reward [--config FILE] [--set key=value]... [--learner HOST] [--id NAME]\n"
+               "  --learner HOST   learner host (reward.learner); ports from learner.score_port, learner.scored_port\n"
+               "  --id NAME        sender id (default reward-HOSTNAME-PID)\n"
+               "  --help-config    every configuration key\n");
 }
 
 /* reward-<host>-<pid>, cut to the protocol's limit, without bytes it refuses. */
@@ -68,8 +67,7 @@ int main(int argc, char **argv) {
             return 2;
         }
         if (strlen(v) > PROTO_MAX_ID) {
-            fprintf(stderr, "rlhf-reward: --id must be 1..%d printable ASCII characters without space\n",
-                    PROTO_MAX_ID);
+            fprintf(stderr, "rlhf-reward: --id must be 1..%d printable ASCII characters without space\n", PROTO_MAX_ID);
             return 2;
         }
         strcpy(id, v);

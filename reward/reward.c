@@ -28,29 +28,28 @@
 #include "proto/proto.h"
 #include "reward/scorer.h"
 
-#define REWARD_TICK_MS 250
+#define REWARD_TICK_MS      250
 #define REWARD_HEARTBEAT_MS 1000
-#define REWARD_SILENCE_MS 10000
-#define REWARD_LINGER_MS 1000
-#define REWARD_LOG_EVERY_S 60.0
-#define REWARD_STATS_MS 5000 // stats to the learner (protocol: at most 1/s)
+#define REWARD_SILENCE_MS   10000
+#define REWARD_LINGER_MS    1000
+#define REWARD_LOG_EVERY_S  60.0
+#define REWARD_STATS_MS     5000 // stats to the learner (protocol: at most 1/s)
 
 enum { DROP_OVER_CREDIT, DROP_DRAINING, DROP_NO_MEMORY, DROP_FAILED, DROP_SEND_FAILED, DROP__COUNT };
-static const char *const drop_reason[DROP__COUNT] = {"over_credit", "draining", "no_memory", "failed",
-                                                     "send_failed"};
+static const char *const drop_reason[DROP__COUNT] = {"over_credit", "draining", "no_memory", "failed", "send_failed"};
 
 typedef struct job job_t;
 struct job {
     job_t *next;
-    reward_t *r;            // borrowed back-pointer
-    proto_msg_t msg;        // the decoded score_work, owned
-    uint64_t seq;           // envelope seq reserved for the scored message
+    reward_t *r;     // borrowed back-pointer
+    proto_msg_t msg; // the decoded score_work, owned
+    uint64_t seq;    // envelope seq reserved for the scored message
     /* results, written by job_compute */
-    rlhf_err_t rc;          // RLHF_OK, or why nothing can be sent (err says more)
+    rlhf_err_t rc; // RLHF_OK, or why nothing can be sent (err says more)
     char err[160];
-    void *bytes;            // (len) the encoded scored message, owned (free)
+    void *bytes; // (len) the encoded scored message, owned (free)
     size_t len;
-    double seconds;         // wall time of job_compute
+    double seconds; // wall time of job_compute
     double reward_sum;
     uint32_t n_invalid, n_too_long, n_bad_task;
     uint64_t first_invalid_id; // prompt id of the first invalid sample, for the log
@@ -75,16 +74,16 @@ struct reward {
     uint64_t ref_checksum; // XXH3-64 of its blob: equals the learner's version 1
     model_acts_t *acts;    // (acts_B, acts_T), owned; worker thread only
     int acts_B, acts_T;
-    scorer_t *scorer;      // owned
+    scorer_t *scorer; // owned
 
     /* conversation state (loop thread) */
-    proto_enc_t enc;       // encoder for control messages
+    proto_enc_t enc; // encoder for control messages
     proto_rejects_t rejects;
     uint64_t seq;
-    int credit_free;       // credit granted to the learner and not used yet
-    job_t *qhead, *qtail;  // received, not started
+    int credit_free;      // credit granted to the learner and not used yet
+    job_t *qhead, *qtail; // received, not started
     int n_queued;
-    job_t *running;        // submitted to the worker thread
+    job_t *running; // submitted to the worker thread
     uint64_t last_tx_ms, last_rx_ms, last_hello_ms, last_stats_ms;
     bool started, draining, bye_sent, heard_learner, ever_heard;
     uint64_t start_ms;
@@ -125,7 +124,9 @@ static int valid_id(const char *s) {
     return 1;
 }
 
-static int in_flight(const reward_t *r) { return r->n_queued + (r->running ? 1 : 0); }
+static int in_flight(const reward_t *r) {
+    return r->n_queued + (r->running ? 1 : 0);
+}
 
 static void job_free(job_t *j) {
     if (!j) return;
@@ -569,9 +570,7 @@ static void on_score(loop_zsock_t *z, zmq_msg_t *parts, size_t nparts, void *ud)
     }
     r->last_rx_ms = loop_now_ms(r->loop);
     switch (j->msg.type) {
-    case PROTO_SCORE_WORK:
-        on_score_work(r, j);
-        return;
+    case PROTO_SCORE_WORK: on_score_work(r, j); return;
     case PROTO_HELLO:
         if (!r->heard_learner)
             rlog(r, "learner %s answered hello (weights version %llu)", j->msg.sender,
@@ -622,8 +621,9 @@ static void on_tick(loop_timer_t *t, void *ud) {
     if (r->bye_sent) return;
     if (!r->ever_heard && r->cfg.reward.connect_timeout_ms > 0 && !r->draining &&
         now - r->start_ms >= (uint64_t)r->cfg.reward.connect_timeout_ms) {
-        rlog(r, "error: no learner answered at %s within %g s (is it running? check reward.learner and "
-                "learner.score_port, or raise reward.connect_timeout_ms)",
+        rlog(r,
+             "error: no learner answered at %s within %g s (is it running? check reward.learner and "
+             "learner.score_port, or raise reward.connect_timeout_ms)",
              r->score_ep, r->cfg.reward.connect_timeout_ms / 1e3);
         r->exit_code = 1;
         reward_stop(r);
@@ -689,8 +689,7 @@ static void status_hook(json_t *st, void *ud) {
     json_object_set_new(st, "credit_free", json_integer(r->credit_free));
     json_object_set_new(st, "reward_mean", r->jobs_done ? json_real(r->reward_mean) : json_null());
     json_object_set_new(st, "messages_rejected", json_integer((json_int_t)proto_rejects_total(&r->rejects)));
-    json_object_set_new(st, "learner_silent_s",
-                        json_real((double)(loop_now_ms(r->loop) - r->last_rx_ms) / 1e3));
+    json_object_set_new(st, "learner_silent_s", json_real((double)(loop_now_ms(r->loop) - r->last_rx_ms) / 1e3));
     json_object_set_new(st, "draining", json_boolean(r->draining));
     char ck[32];
     snprintf(ck, sizeof ck, "%016llx", (unsigned long long)r->ref_checksum);
@@ -845,16 +844,18 @@ fail:
     return rc;
 }
 
-int reward_http_port(const reward_t *r) { return r->http ? http_server_port(r->http) : -1; }
+int reward_http_port(const reward_t *r) {
+    return r->http ? http_server_port(r->http) : -1;
+}
 
 rlhf_err_t reward_run(reward_t *r) {
     const model_config_t *mc = &r->ref->cfg;
-    rlog(r, "scoring task '%s' for %s -> %s; reference %s (%zu params, L%d C%d ctx %d, checksum %016llx); credit %d, "
-            "http %d",
+    rlog(r,
+         "scoring task '%s' for %s -> %s; reference %s (%zu params, L%d C%d ctx %d, checksum %016llx); credit %d, "
+         "http %d",
          scorer_name(r->scorer), r->score_ep, r->scored_ep,
-         r->cfg.model.init[0] ? r->cfg.model.init : r->cfg.model.preset,
-         r->ref->n_params, mc->n_layers, mc->dim, mc->max_seq_len, (unsigned long long)r->ref_checksum,
-         r->cfg.reward.credit, reward_http_port(r));
+         r->cfg.model.init[0] ? r->cfg.model.init : r->cfg.model.preset, r->ref->n_params, mc->n_layers, mc->dim,
+         mc->max_seq_len, (unsigned long long)r->ref_checksum, r->cfg.reward.credit, reward_http_port(r));
     uint64_t now = loop_now_ms(r->loop);
     r->last_rx_ms = r->last_stats_ms = r->start_ms = now; // the silence and stats clocks start now
     r->started = true;

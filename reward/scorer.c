@@ -47,7 +47,9 @@ void scorer_destroy(scorer_t **p) {
     *p = NULL;
 }
 
-const char *scorer_name(const scorer_t *s) { return s->name; }
+const char *scorer_name(const scorer_t *s) {
+    return s->name;
+}
 
 void scorer_output_invalid(scorer_output_t *out) {
     out->reward = 0.0;

@@ -31,26 +31,26 @@
 #include "proto/proto.h"
 
 /* Component names of the built-in scorers (static strings). */
-#define SCORER_COMPONENT_TASK "task"
+#define SCORER_COMPONENT_TASK    "task"
 #define SCORER_COMPONENT_INVALID "invalid"
 
 /* One sample to score; every pointer is borrowed for the call. */
 typedef struct {
-    uint64_t prompt_id;        // the learner's prompt id; built-in tasks: split << 32 | index
-    const int32_t *prompt;     // (n_prompt)
+    uint64_t prompt_id;    // the learner's prompt id; built-in tasks: split << 32 | index
+    const int32_t *prompt; // (n_prompt)
     uint32_t n_prompt;
     const int32_t *completion; // (n_completion)
     uint32_t n_completion;
-    uint32_t finish;           // proto_finish_t
+    uint32_t finish; // proto_finish_t
 } scorer_input_t;
 
 /* The result. Component names are borrowed from the scorer (static or owned
  * by it) and stay valid for the scorer's lifetime. */
 typedef struct {
-    double reward;                                   // finite
-    proto_named_t components[PROTO_MAX_COMPONENTS];  // (n_components), distinct names, finite
+    double reward;                                  // finite
+    proto_named_t components[PROTO_MAX_COMPONENTS]; // (n_components), distinct names, finite
     uint32_t n_components;
-    int invalid;                                     // 1: the input named nothing this scorer knows
+    int invalid; // 1: the input named nothing this scorer knows
 } scorer_output_t;
 
 typedef struct scorer scorer_t;

@@ -15,9 +15,9 @@
 #include "common/rng.h"
 #include "proto/proto.h"
 
-#define PS_SAMPLES 8      /* rollouts: 8 samples of PS_GEN tokens, as in the benchmark */
-#define PS_PROMPT 12
-#define PS_GEN 256
+#define PS_SAMPLES 8 /* rollouts: 8 samples of PS_GEN tokens, as in the benchmark */
+#define PS_PROMPT  12
+#define PS_GEN     256
 
 typedef struct {
     const char *caps[3];
@@ -32,10 +32,11 @@ typedef struct {
     unsigned char chunk[1000];
 } ps_store_t;
 
-static const proto_type_t ps_types[] = {
-    PROTO_HELLO,         PROTO_HEARTBEAT,  PROTO_BYE,        PROTO_STATS,      PROTO_WORK_REQUEST,
-    PROTO_TICKET,        PROTO_ROLLOUTS,   PROTO_SCORE_REQUEST, PROTO_SCORE_WORK, PROTO_SCORED,
-    PROTO_WEIGHTS_ANNOUNCE, PROTO_WEIGHTS_REQUEST, PROTO_WEIGHTS_CHUNK};
+static const proto_type_t ps_types[] = {PROTO_HELLO,        PROTO_HEARTBEAT,        PROTO_BYE,
+                                        PROTO_STATS,        PROTO_WORK_REQUEST,     PROTO_TICKET,
+                                        PROTO_ROLLOUTS,     PROTO_SCORE_REQUEST,    PROTO_SCORE_WORK,
+                                        PROTO_SCORED,       PROTO_WEIGHTS_ANNOUNCE, PROTO_WEIGHTS_REQUEST,
+                                        PROTO_WEIGHTS_CHUNK};
 #define PS_N_TYPES ((int)(sizeof(ps_types) / sizeof(ps_types[0])))
 
 static inline void ps_build(proto_type_t t, proto_msg_t *m, ps_store_t *st) {
@@ -51,8 +52,11 @@ static inline void ps_build(proto_type_t t, proto_msg_t *m, ps_store_t *st) {
     switch (t) {
     case PROTO_HELLO:
         st->caps[0] = "gen", st->caps[1] = "ref_logprobs", st->caps[2] = "batch=32";
-        m->hello = (proto_hello_t){.role = PROTO_ROLE_ACTOR, .caps = st->caps, .n_caps = 3,
-                                   .software = "rlhf-c/0.1 (test)", .weights_version = 7};
+        m->hello = (proto_hello_t){.role = PROTO_ROLE_ACTOR,
+                                   .caps = st->caps,
+                                   .n_caps = 3,
+                                   .software = "rlhf-c/0.1 (test)",
+                                   .weights_version = 7};
         break;
     case PROTO_HEARTBEAT: m->heartbeat = (proto_heartbeat_t){.in_flight = 3, .weights_version = 9}; break;
     case PROTO_BYE: m->bye.reason = "SIGTERM: draining"; break;
@@ -66,41 +70,60 @@ static inline void ps_build(proto_type_t t, proto_msg_t *m, ps_store_t *st) {
     case PROTO_TICKET: {
         static const uint32_t lens[3] = {5, 17, 1};
         for (int i = 0; i < 3; i++)
-            st->prompts[i] = (proto_prompt_t){.id = (1ull << 32) + 100u + (uint64_t)i, .tokens = st->tokens[i],
-                                              .n_tokens = lens[i]};
-        proto_sampling_t s = {.temperature = 0.7f, .top_k = 40, .top_p = 0.95f, .max_new_tokens = 128,
-                              .n_stop = 2, .seed = 0xdeadbeefcafeull};
+            st->prompts[i] =
+                (proto_prompt_t){.id = (1ull << 32) + 100u + (uint64_t)i, .tokens = st->tokens[i], .n_tokens = lens[i]};
+        proto_sampling_t s = {.temperature = 0.7f,
+                              .top_k = 40,
+                              .top_p = 0.95f,
+                              .max_new_tokens = 128,
+                              .n_stop = 2,
+                              .seed = 0xdeadbeefcafeull};
         s.stop[0] = 258, s.stop[1] = 262;
-        m->ticket = (proto_ticket_t){.ticket = 42, .policy_version = 5, .k = 4, .deadline_ms = 30000,
-                                     .task = "add", .sampling = s, .prompts = st->prompts, .n_prompts = 3};
+        m->ticket = (proto_ticket_t){.ticket = 42,
+                                     .policy_version = 5,
+                                     .k = 4,
+                                     .deadline_ms = 30000,
+                                     .task = "add",
+                                     .sampling = s,
+                                     .prompts = st->prompts,
+                                     .n_prompts = 3};
         break;
     }
     case PROTO_ROLLOUTS:
         for (int i = 0; i < PS_SAMPLES; i++)
-            st->samples[i] = (proto_sample_t){.prompt_index = (uint32_t)i / 4, .sample_index = (uint32_t)i % 4,
-                                              .prompt = st->tokens[i], .n_prompt = PS_PROMPT,
-                                              .completion = st->tokens[i] + PS_PROMPT, .logprobs = st->logprobs[i],
+            st->samples[i] = (proto_sample_t){.prompt_index = (uint32_t)i / 4,
+                                              .sample_index = (uint32_t)i % 4,
+                                              .prompt = st->tokens[i],
+                                              .n_prompt = PS_PROMPT,
+                                              .completion = st->tokens[i] + PS_PROMPT,
+                                              .logprobs = st->logprobs[i],
                                               .n_completion = PS_GEN - (uint32_t)i,
                                               .finish = i % 2 ? PROTO_FINISH_STOP : PROTO_FINISH_LENGTH,
-                                              .policy_version = 5, .queue_us = 1000u * (uint64_t)i,
+                                              .policy_version = 5,
+                                              .queue_us = 1000u * (uint64_t)i,
                                               .gen_us = 250000 + (uint64_t)i};
         m->rollouts = (proto_rollouts_t){.ticket = 42, .samples = st->samples, .n_samples = PS_SAMPLES};
         break;
     case PROTO_SCORE_REQUEST: m->score_request = (proto_work_request_t){.credit = 3}; break;
     case PROTO_SCORE_WORK:
         for (int i = 0; i < 4; i++)
-            st->items[i] = (proto_score_item_t){.prompt_index = (uint32_t)i / 2, .sample_index = (uint32_t)i % 2,
-                                                .prompt_id = 77u + (uint64_t)i / 2, .prompt = st->tokens[i],
-                                                .n_prompt = PS_PROMPT, .completion = st->tokens[i] + PS_PROMPT,
-                                                .n_completion = 30u + (uint32_t)i, .finish = PROTO_FINISH_STOP};
-        m->score_work = (proto_score_work_t){.ticket = 42, .task = "add", .temperature = 0.7f, .want_ref = 1,
-                                             .items = st->items, .n_items = 4};
+            st->items[i] = (proto_score_item_t){.prompt_index = (uint32_t)i / 2,
+                                                .sample_index = (uint32_t)i % 2,
+                                                .prompt_id = 77u + (uint64_t)i / 2,
+                                                .prompt = st->tokens[i],
+                                                .n_prompt = PS_PROMPT,
+                                                .completion = st->tokens[i] + PS_PROMPT,
+                                                .n_completion = 30u + (uint32_t)i,
+                                                .finish = PROTO_FINISH_STOP};
+        m->score_work = (proto_score_work_t){
+            .ticket = 42, .task = "add", .temperature = 0.7f, .want_ref = 1, .items = st->items, .n_items = 4};
         break;
     case PROTO_SCORED:
         for (int i = 0; i < 3; i++) {
             st->components[i][0] = (proto_named_t){"correct", i == 1 ? 1.0 : 0.0};
             st->components[i][1] = (proto_named_t){"length_penalty", -0.01 * i};
-            st->scored[i] = (proto_scored_sample_t){.prompt_index = 0, .sample_index = (uint32_t)i,
+            st->scored[i] = (proto_scored_sample_t){.prompt_index = 0,
+                                                    .sample_index = (uint32_t)i,
                                                     .reward = i == 1 ? 0.99 : -0.02 * i,
                                                     .components = i < 2 ? st->components[i] : NULL,
                                                     .n_components = i < 2 ? 2 : 0,
@@ -111,17 +134,21 @@ static inline void ps_build(proto_type_t t, proto_msg_t *m, ps_store_t *st) {
         m->scored = (proto_scored_t){.ticket = 42, .samples = st->scored, .n_samples = 3};
         break;
     case PROTO_WEIGHTS_ANNOUNCE:
-        m->weights_announce = (proto_weights_announce_t){.version = 3, .size = 4000, .checksum = 0x0123456789abcdefull,
-                                                         .chunk_max = PROTO_CHUNK_BYTES};
+        m->weights_announce = (proto_weights_announce_t){
+            .version = 3, .size = 4000, .checksum = 0x0123456789abcdefull, .chunk_max = PROTO_CHUNK_BYTES};
         break;
     case PROTO_WEIGHTS_REQUEST:
         m->weights_request = (proto_weights_request_t){.version = 3, .offset = 1000, .length = 1000};
         break;
     case PROTO_WEIGHTS_CHUNK:
         for (int i = 0; i < 1000; i++) st->chunk[i] = (unsigned char)(i * 7 + 3);
-        m->weights_chunk = (proto_weights_chunk_t){.version = 3, .offset = 1000, .length = 1000,
-                                                   .status = PROTO_CHUNK_OK, .size = 4000,
-                                                   .checksum = 0x0123456789abcdefull, .data = st->chunk};
+        m->weights_chunk = (proto_weights_chunk_t){.version = 3,
+                                                   .offset = 1000,
+                                                   .length = 1000,
+                                                   .status = PROTO_CHUNK_OK,
+                                                   .size = 4000,
+                                                   .checksum = 0x0123456789abcdefull,
+                                                   .data = st->chunk};
         break;
     default: break;
     }

@@ -29,8 +29,10 @@ static void j_str(FILE *f, const char *s) {
     fputc('"', f);
     for (const char *p = s ? s : ""; *p; p++) {
         if (*p == '"' || *p == '\\') fputc('\\', f);
-        if ((unsigned char)*p < 0x20) fprintf(f, "\\u%04x", (unsigned char)*p);
-        else fputc(*p, f);
+        if ((unsigned char)*p < 0x20)
+            fprintf(f, "\\u%04x", (unsigned char)*p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }
@@ -151,8 +153,10 @@ static void j_msg(FILE *f, const proto_msg_t *m) {
                     s->prompt_index, s->sample_index, s->reward);
             j_named(f, s->components, s->n_components);
             fprintf(f, ",\"ref_logprobs\":");
-            if (s->n_ref) j_f32s(f, s->ref_logprobs, s->n_ref);
-            else fprintf(f, "null");
+            if (s->n_ref)
+                j_f32s(f, s->ref_logprobs, s->n_ref);
+            else
+                fprintf(f, "null");
             fprintf(f, ",\"score_us\":%llu}", U64(s->score_us));
         }
         fputc(']', f);
@@ -168,8 +172,9 @@ static void j_msg(FILE *f, const proto_msg_t *m) {
         break;
     case PROTO_WEIGHTS_CHUNK: {
         const proto_weights_chunk_t *k = &m->weights_chunk;
-        fprintf(f, "\"version\":%llu,\"offset\":%llu,\"length\":%u,\"status\":%u,\"size\":%llu,\"checksum\":%llu,"
-                   "\"data_xxh3\":%llu",
+        fprintf(f,
+                "\"version\":%llu,\"offset\":%llu,\"length\":%u,\"status\":%u,\"size\":%llu,\"checksum\":%llu,"
+                "\"data_xxh3\":%llu",
                 U64(k->version), U64(k->offset), k->length, k->status, U64(k->size), U64(k->checksum),
                 U64(k->data ? proto_weights_checksum(k->data, k->length) : 0));
         break;
@@ -289,8 +294,10 @@ static int cmd_serve(const char *ep) {
                 goto done;
             }
             more = zmq_msg_more(&part);
-            if (n < 4) f[n++] = part;
-            else zmq_msg_close(&part);
+            if (n < 4)
+                f[n++] = part;
+            else
+                zmq_msg_close(&part);
         }
         if (n == 2 && zmq_msg_size(&f[1]) == 4 && memcmp(zmq_msg_data(&f[1]), "quit", 4) == 0) {
             zmq_send(s, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), ZMQ_SNDMORE);
@@ -307,8 +314,10 @@ static int cmd_serve(const char *ep) {
         size_t jlen = 0;
         FILE *jf = open_memstream(&json, &jlen);
         int ok = proto_decode_frames(&m, frames, lens, (size_t)(n - 1), NULL, &why, err, sizeof(err)) == RLHF_OK;
-        if (ok) j_msg(jf, &m);
-        else j_reject(jf, why, err);
+        if (ok)
+            j_msg(jf, &m);
+        else
+            j_reject(jf, why, err);
         fclose(jf);
         zmq_send(s, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), ZMQ_SNDMORE);
         if (ok && proto_encode(&e, &m, NULL, err, sizeof(err)) == RLHF_OK) {

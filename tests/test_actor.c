@@ -59,11 +59,13 @@
 #include "common/tokenizer.h"
 #include "proto/proto.h"
 
-#define TEMP 0.7f
+#define TEMP    0.7f
 #define MAX_NEW 8
-#define CHUNK (64u << 10) // small chunks: a tiny model's blob is ~17 of them
+#define CHUNK   (64u << 10) // small chunks: a tiny model's blob is ~17 of them
 
-static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+static double now_s(void) {
+    return (double)uv_hrtime() * 1e-9;
+}
 
 /* ---- the fake learner ---- */
 
@@ -71,12 +73,12 @@ typedef struct {
     uint64_t version;
     unsigned char *served; // what the weights socket sends (maybe corrupted)
     size_t size;
-    uint64_t checksum;     // what the announce says (of the good blob)
+    uint64_t checksum; // what the announce says (of the good blob)
 } fl_version_t;
 
 typedef struct {
     void *ctx, *work, *rollouts, *announce, *weights, *dummy[2];
-    int port[6]; // work, rollouts, score, scored, announce, weights
+    int port[6];                           // work, rollouts, score, scored, announce, weights
     unsigned char route[256], wroute[256]; // routing ids of the actor on work and weights
     size_t route_len, wroute_len;
     proto_msg_t in, roll;
@@ -141,7 +143,7 @@ static void fl_fini(fl_t *f) {
 
 /* The learner's side of the config: --set values for the actor. */
 static void fl_config(const fl_t *f, rlhf_config_t *cfg) {
-    static const char *keys[6] = {"learner.work_port",  "learner.rollouts_port", "learner.score_port",
+    static const char *keys[6] = {"learner.work_port",   "learner.rollouts_port", "learner.score_port",
                                   "learner.scored_port", "learner.announce_port", "learner.weights_port"};
     char err[256], v[32];
     config_init(cfg);
@@ -215,8 +217,10 @@ static void fl_recv_parts(void *s, zmq_msg_t *parts, size_t *n, size_t cap) {
         zmq_msg_init(p);
         assert_true(zmq_msg_recv(p, s, 0) >= 0);
         int more = zmq_msg_more(p);
-        if (p == &tmp) zmq_msg_close(p);
-        else (*n)++;
+        if (p == &tmp)
+            zmq_msg_close(p);
+        else
+            (*n)++;
         if (!more) break;
     }
 }
@@ -306,8 +310,8 @@ static void fl_on_weights(fl_t *f) {
         }
         if (v) m.weights_chunk.size = v->size, m.weights_chunk.checksum = v->checksum;
         fl_encode(f, &m);
-        assert_int_equal(proto_zmq_send_chunk(f->weights, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
-                                              f->enc.data, f->enc.len, data, dlen, NULL, NULL),
+        assert_int_equal(proto_zmq_send_chunk(f->weights, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), f->enc.data,
+                                              f->enc.len, data, dlen, NULL, NULL),
                          RLHF_OK);
     } else {
         f->n_bad++;
@@ -322,9 +326,8 @@ static void fl_on_rollouts(fl_t *f) {
     proto_reject_t why;
     char err[256] = "";
     proto_decode_opts_t o = {.accept = PROTO_ACCEPT_LEARNER_ROLLOUTS, .vocab_size = f->vocab};
-    if (n == 1 &&
-        proto_decode(&f->roll, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &o, &why, err, sizeof err) ==
-            RLHF_OK) {
+    if (n == 1 && proto_decode(&f->roll, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &o, &why, err, sizeof err) ==
+                      RLHF_OK) {
         f->n_rollouts++;
         f->last_rollouts_ticket = f->roll.rollouts.ticket;
     } else {
@@ -344,8 +347,8 @@ static void fl_poll(fl_t *f, int ms) {
                 if (f->ver[i].version == f->announce_version) fl_announce(f, &f->ver[i]);
             f->last_announce = now_s();
         }
-        zmq_pollitem_t it[3] = {{f->work, 0, ZMQ_POLLIN, 0}, {f->weights, 0, ZMQ_POLLIN, 0},
-                                {f->rollouts, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t it[3] = {
+            {f->work, 0, ZMQ_POLLIN, 0}, {f->weights, 0, ZMQ_POLLIN, 0}, {f->rollouts, 0, ZMQ_POLLIN, 0}};
         int left = (int)((end - now_s()) * 1e3);
         if (zmq_poll(it, 3, left < 0 ? 0 : (left > 50 ? 50 : left)) > 0) {
             if (it[0].revents & ZMQ_POLLIN) fl_on_work(f);
@@ -355,16 +358,16 @@ static void fl_poll(fl_t *f, int ms) {
     } while (now_s() < end);
 }
 
-#define WAIT_UNTIL(f, cond, secs)                                   \
-    do {                                                            \
-        double end_ = now_s() + (secs);                             \
-        while (!(cond) && now_s() < end_) fl_poll((f), 20);         \
-        if (!(cond)) fail_msg("timed out waiting for: %s", #cond);  \
+#define WAIT_UNTIL(f, cond, secs)                                                                                      \
+    do {                                                                                                               \
+        double end_ = now_s() + (secs);                                                                                \
+        while (!(cond) && now_s() < end_) fl_poll((f), 20);                                                            \
+        if (!(cond)) fail_msg("timed out waiting for: %s", #cond);                                                     \
     } while (0)
 
 /* Send a ticket of the first n "add" training prompts. */
-static void fl_send_ticket(fl_t *f, const task_t *task, uint64_t id, uint64_t policy_version, uint32_t n,
-                           uint32_t k, uint64_t seed) {
+static void fl_send_ticket(fl_t *f, const task_t *task, uint64_t id, uint64_t policy_version, uint32_t n, uint32_t k,
+                           uint64_t seed) {
     int toks[8][64];
     proto_prompt_t prompts[8];
     assert_true(n <= 8);
@@ -569,8 +572,11 @@ static void test_inprocess(void **state) {
         for (int i = 0; i < 3; i++) {
             int len = task_prompt(c->task, TASK_TRAIN, i, ptok[i], 64);
             for (int j = 0; j < 2; j++)
-                rq[i * 2 + j] = (gen_request_t){.prompt = ptok[i], .prompt_len = len, .seed = 42 + (uint64_t)i * 2 + j,
-                                               .tokens = otok[i * 2 + j], .logprobs = olp[i * 2 + j]};
+                rq[i * 2 + j] = (gen_request_t){.prompt = ptok[i],
+                                                .prompt_len = len,
+                                                .seed = 42 + (uint64_t)i * 2 + j,
+                                                .tokens = otok[i * 2 + j],
+                                                .logprobs = olp[i * 2 + j]};
         }
         assert_int_equal(generator_run(g, rq, 6, &gp), RLHF_OK);
         const proto_rollouts_t *r = &f->roll.rollouts;
@@ -625,8 +631,8 @@ static void test_inprocess(void **state) {
     /* malformed messages on every socket are dropped and counted */
     double rej0 = rejected_total(m);
     static const unsigned char junk[] = {0xc1, 0x00, 0x01};
-    fl_send_work_raw(f, junk, sizeof junk);              // malformed
-    fl_send_work_raw(f, "", 0);                          // truncated
+    fl_send_work_raw(f, junk, sizeof junk); // malformed
+    fl_send_work_raw(f, "", 0);             // truncated
     {
         proto_msg_t x; // a bye from the learner: unexpected_type
         proto_msg_init(&x);
@@ -759,7 +765,7 @@ static void test_program(void **state) {
     const size_t bytes = c->v1->n_params * sizeof(float);
     int http = free_port();
     char sets[8][64];
-    const char *keys[6] = {"learner.work_port",  "learner.rollouts_port", "learner.score_port",
+    const char *keys[6] = {"learner.work_port",   "learner.rollouts_port", "learner.score_port",
                            "learner.scored_port", "learner.announce_port", "learner.weights_port"};
     for (int i = 0; i < 6; i++) snprintf(sets[i], sizeof sets[i], "%s=%d", keys[i], f->port[i]);
     snprintf(sets[6], sizeof sets[6], "actor.http_port=%d", http);
@@ -887,8 +893,16 @@ static void test_bad_config(void **state) {
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     close(fd);
     snprintf(port, sizeof port, "learner.work_port=%d", ntohs(sa.sin_port));
-    const char *nolearner[] = {"rlhf-actor", "--set", "model.preset=tiny", "--set", port, "--set",
-                               "actor.connect_timeout_ms=800", "--set", "actor.http_port=-1", NULL};
+    const char *nolearner[] = {"rlhf-actor",
+                               "--set",
+                               "model.preset=tiny",
+                               "--set",
+                               port,
+                               "--set",
+                               "actor.connect_timeout_ms=800",
+                               "--set",
+                               "actor.http_port=-1",
+                               NULL};
     assert_int_equal(run_program(nolearner, out, sizeof out), 1);
     printf("%s", out);
     assert_non_null(strstr(out, "no learner answered"));

@@ -88,7 +88,9 @@ static void assert_same_config(const model_config_t *a, const model_config_t *b)
     assert_memory_equal(&a->rope_theta, &b->rope_theta, sizeof(float));
 }
 
-static void sub_dir(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", g_dir, name); }
+static void sub_dir(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", g_dir, name);
+}
 
 static void save_load_case(int tied, int scalar, const char *name) {
     char dir[256], path[320], err[512] = "";
@@ -129,8 +131,7 @@ static void save_load_case(int tied, int scalar, const char *name) {
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
     assert_non_null(j);
-    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "architectures"), 0)),
-                        "LlamaForCausalLM");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "architectures"), 0)), "LlamaForCausalLM");
     assert_string_equal(json_string_value(json_object_get(j, "model_type")), "llama");
     assert_string_equal(json_string_value(json_object_get(j, "hidden_act")), "silu");
     assert_string_equal(json_string_value(json_object_get(j, "torch_dtype")), "float32");
@@ -223,19 +224,45 @@ typedef struct {
     const char *sub; // besides the key
 } cfg_case_t;
 
-static json_t *v_str2(void) { return json_string("2"); }
-static json_t *v_real(void) { return json_real(64.0); }
-static json_t *v_strnum(void) { return json_string("1e-5"); }
-static json_t *v_yes(void) { return json_string("yes"); }
-static json_t *v_gelu(void) { return json_string("gelu"); }
-static json_t *v_scaling(void) { return json_pack("{s:s, s:f}", "type", "linear", "factor", 2.0); }
-static json_t *v_true(void) { return json_true(); }
-static json_t *v_heads5(void) { return json_integer(5); }
-static json_t *v_huge(void) { return json_integer(10000000000LL); }
-static json_t *v_mistral(void) { return json_string("mistral"); }
-static json_t *v_headdim(void) { return json_integer(32); }
-static json_t *v_null(void) { return json_null(); }
-static json_t *v_negeps(void) { return json_real(-1.0); }
+static json_t *v_str2(void) {
+    return json_string("2");
+}
+static json_t *v_real(void) {
+    return json_real(64.0);
+}
+static json_t *v_strnum(void) {
+    return json_string("1e-5");
+}
+static json_t *v_yes(void) {
+    return json_string("yes");
+}
+static json_t *v_gelu(void) {
+    return json_string("gelu");
+}
+static json_t *v_scaling(void) {
+    return json_pack("{s:s, s:f}", "type", "linear", "factor", 2.0);
+}
+static json_t *v_true(void) {
+    return json_true();
+}
+static json_t *v_heads5(void) {
+    return json_integer(5);
+}
+static json_t *v_huge(void) {
+    return json_integer(10000000000LL);
+}
+static json_t *v_mistral(void) {
+    return json_string("mistral");
+}
+static json_t *v_headdim(void) {
+    return json_integer(32);
+}
+static json_t *v_null(void) {
+    return json_null();
+}
+static json_t *v_negeps(void) {
+    return json_real(-1.0);
+}
 
 static const cfg_case_t cfg_cases[] = {
     {"wrong type", "num_key_value_heads", v_str2, RLHF_EFORMAT, "must be an integer (got string)"},
@@ -334,8 +361,8 @@ static void mutate_weights(const char *dir, mutation_t mut, const char *name) {
     int k = 0;
     for (int i = 0; i < n; i++) {
         const st_tensor_t *t = safetensors_tensor(st, i);
-        st_entry_t x = {t->name, t->dtype, t->ndim, {t->shape[0], t->shape[1], t->shape[2], t->shape[3]},
-                        safetensors_data(st, t)};
+        st_entry_t x = {
+            t->name, t->dtype, t->ndim, {t->shape[0], t->shape[1], t->shape[2], t->shape[3]}, safetensors_data(st, t)};
         if (strcmp(t->name, name) == 0) {
             if (mut == MUT_DROP) continue;
             if (mut == MUT_SHAPE) x.shape[0] /= 2;
@@ -481,9 +508,21 @@ static void test_trainer_round_trip(void **state) {
     char path[320];
     snprintf(path, sizeof path, "%s/" CHECKPOINT_TRAINER_FILE, dir);
     st_entry_t e[2] = {{"adam.m", ST_F32, 1, {(int64_t)n}, o->m}, {"adam.v", ST_F32, 1, {(int64_t)n}, o->v}};
-    const char *keys[] = {"format", "step", "adam_step", "rng", "data_pos", "epoch", "adam.lr", "adam.beta1",
-                          "adam.beta2", "adam.eps", "adam.weight_decay", "adam.grad_clip", "adam.warmup_steps",
-                          "adam.total_steps", "adam.min_lr_frac"};
+    const char *keys[] = {"format",
+                          "step",
+                          "adam_step",
+                          "rng",
+                          "data_pos",
+                          "epoch",
+                          "adam.lr",
+                          "adam.beta1",
+                          "adam.beta2",
+                          "adam.eps",
+                          "adam.weight_decay",
+                          "adam.grad_clip",
+                          "adam.warmup_steps",
+                          "adam.total_steps",
+                          "adam.min_lr_frac"};
     const char *good[] = {"rlhf-trainer-state-1",
                           "1",
                           "1",
@@ -556,12 +595,9 @@ static void test_trainer_round_trip(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_save_load_untied),
-        cmocka_unit_test(test_save_load_tied_scalar),
-        cmocka_unit_test(test_mkdirs),
-        cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_weight_errors),
-        cmocka_unit_test(test_trainer_round_trip),
+        cmocka_unit_test(test_save_load_untied), cmocka_unit_test(test_save_load_tied_scalar),
+        cmocka_unit_test(test_mkdirs),           cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_weight_errors),    cmocka_unit_test(test_trainer_round_trip),
     };
     return cmocka_run_group_tests_name("checkpoint", tests, setup, teardown);
 }

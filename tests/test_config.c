@@ -25,8 +25,8 @@
 
 #define DEFAULT_YAML RLHF_FIXTURES "/../../configs/default.yaml"
 
-static char g_dir[64];   // mkdtemp'd per test group
-static int g_n_files;    // files written there
+static char g_dir[64]; // mkdtemp'd per test group
+static int g_n_files;  // files written there
 
 static int group_setup(void **state) {
     (void)state;
@@ -452,9 +452,9 @@ static void test_env(void **state) {
                    "RLHF_ACTOR_LEARNER=learner",
                    "RLHF_SAMPLING_STOP=258,10",
                    "RLHF_RUN_RESUME=true",
-                   "RLHF_SANITIZED=1",        // not ours: no section prefix
+                   "RLHF_SANITIZED=1",          // not ours: no section prefix
                    "RLHF_CONFIG=/ignored.yaml", // read by config_from_args only
-                   "rlhf_ppo_k=9",            // names are case-sensitive
+                   "rlhf_ppo_k=9",              // names are case-sensitive
                    NULL};
     assert_int_equal(config_apply_env(&c, env, err, sizeof err), RLHF_OK);
     assert_true(c.ppo.clip == 0.1f);
@@ -515,18 +515,18 @@ static void test_precedence(void **state) {
     char *env[] = {"RLHF_PPO_CLIP=0.25", "RLHF_PPO_K=2", "RLHF_RUN_STEPS=12", NULL};
 
     /* defaults < file < env < command line, whatever the argument order */
-    char *argv[] = {"prog", "pos1", "--set", "ppo.clip=0.15", "--other", "x", "--steps", "7", "--config", path,
-                    "--resume", "--", "--set", "a=b", NULL};
+    char *argv[] = {"prog", "pos1",     "--set", "ppo.clip=0.15", "--other", "x", "--steps", "7", "--config",
+                    path,   "--resume", "--",    "--set",         "a=b",     NULL};
     int argc = 14;
     rlhf_err_t rc = config_from_args(&c, &argc, argv, FLAGS, env, err, sizeof err);
     if (rc != RLHF_OK) fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, RLHF_OK);
-    assert_true(c.ppo.clip == 0.15f); // command line
-    assert_int_equal(c.ppo.k, 2);     // env over file
+    assert_true(c.ppo.clip == 0.15f);  // command line
+    assert_int_equal(c.ppo.k, 2);      // env over file
     assert_int_equal(c.ppo.epochs, 3); // file over default
     assert_int_equal(c.run.steps, 7);  // flag over env over file
     assert_true(c.run.resume);
-    assert_true(c.ppo.lr == 1e-4f);    // default
+    assert_true(c.ppo.lr == 1e-4f); // default
     /* remaining arguments, in order, "--" and after untouched */
     assert_int_equal(argc, 7);
     const char *rest[] = {"prog", "pos1", "--other", "x", "--", "--set", "a=b"};
@@ -836,13 +836,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_default_yaml),
-        cmocka_unit_test(test_error_unknown), cmocka_unit_test(test_error_values),
-        cmocka_unit_test(test_error_yaml),    cmocka_unit_test(test_set_get),
-        cmocka_unit_test(test_env),           cmocka_unit_test(test_precedence),
-        cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_mutations),
-        cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_bridges),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_default_yaml), cmocka_unit_test(test_error_unknown),
+        cmocka_unit_test(test_error_values), cmocka_unit_test(test_error_yaml),   cmocka_unit_test(test_set_get),
+        cmocka_unit_test(test_env),          cmocka_unit_test(test_precedence),   cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_mutations),    cmocka_unit_test(test_validate),     cmocka_unit_test(test_bridges),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

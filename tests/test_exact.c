@@ -175,9 +175,11 @@ static void reference_loop(const rlhf_config_t *cfg, float **out, double *reward
                 assert_true(plen[i] > 0);
                 for (int s = 0; s < K; s++) {
                     int r = i * K + s;
-                    rq[r] = (gen_request_t){.prompt = ptok + (size_t)i * S, .prompt_len = plen[i],
+                    rq[r] = (gen_request_t){.prompt = ptok + (size_t)i * S,
+                                            .prompt_len = plen[i],
                                             .seed = t.seed + (uint64_t)i * (uint64_t)K + (uint64_t)s,
-                                            .tokens = otok + (size_t)r * maxnew, .logprobs = olp + (size_t)r * maxnew};
+                                            .tokens = otok + (size_t)r * maxnew,
+                                            .logprobs = olp + (size_t)r * maxnew};
                 }
             }
             assert_int_equal(generator_run(gen, rq, np * K, &gp), RLHF_OK);
@@ -188,7 +190,8 @@ static void reference_loop(const rlhf_config_t *cfg, float **out, double *reward
             for (int r = 0; r < np * K; r++) {
                 int i = r / K, n = rq[r].n_tokens, *row = rtok + (size_t)r * T, *trow = rtgt + (size_t)r * T;
                 for (int x = 0; x < plen[i]; x++) row[x] = ptok[(size_t)i * S + x];
-                for (int x = 0; x < n; x++) row[plen[i] + x] = otok[(size_t)r * maxnew + x], trow[plen[i] - 1 + x] = row[plen[i] + x];
+                for (int x = 0; x < n; x++)
+                    row[plen[i] + x] = otok[(size_t)r * maxnew + x], trow[plen[i] - 1 + x] = row[plen[i] + x];
             }
             model_forward(ref, ra, rtok, rtgt, np * K, T, cfg->sampling.temperature);
             const float *lp = model_acts_logprobs(ra);
@@ -203,9 +206,14 @@ static void reference_loop(const rlhf_config_t *cfg, float **out, double *reward
                 memcpy(rlp + (size_t)b * S, lp + (size_t)r * T + plen[i] - 1, sizeof(float) * (size_t)n);
                 float score = task_score(task, TASK_TRAIN, (int)t.prompts[i], otok + (size_t)r * maxnew, n);
                 rsum += score, rn++;
-                ps[b] = (ppo_sample_t){.prompt = pp, .n_prompt = plen[i], .completion = cp, .n_completion = n,
-                                       .logprobs = blp + (size_t)b * S, .ref_logprobs = rlp + (size_t)b * S,
-                                       .reward = score, .verify = 1};
+                ps[b] = (ppo_sample_t){.prompt = pp,
+                                       .n_prompt = plen[i],
+                                       .completion = cp,
+                                       .n_completion = n,
+                                       .logprobs = blp + (size_t)b * S,
+                                       .ref_logprobs = rlp + (size_t)b * S,
+                                       .reward = score,
+                                       .verify = 1};
             }
         }
         assert_int_equal(b, B);
@@ -304,7 +312,7 @@ static void test_bit_identical(void **state) {
            "stale %lld, log-prob mismatches %lld\n",
            STEPS, reward, differ, n, maxd, (long long)json_integer_value(json_object_get(s, "stale_dropped")),
            (long long)json_integer_value(json_object_get(s, "logprob_mismatches")));
-    assert_true(reward > 0.02);                                     // the updates had something to learn from
+    assert_true(reward > 0.02); // the updates had something to learn from
     assert_int_equal(json_integer_value(json_object_get(s, "steps")), STEPS);
     assert_int_equal(differ, 0);
     json_decref(s);

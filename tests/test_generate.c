@@ -57,8 +57,11 @@ typedef struct {
 
 static void make_reqs(fixture_t *f, outs_t *o, int n, const uint64_t *seeds) {
     for (int i = 0; i < n; i++) {
-        o->req[i] = (gen_request_t){.prompt = f->prompts[i], .prompt_len = f->plen[i], .seed = seeds[i],
-                                    .tokens = o->tokens[i], .logprobs = o->lp[i]};
+        o->req[i] = (gen_request_t){.prompt = f->prompts[i],
+                                    .prompt_len = f->plen[i],
+                                    .seed = seeds[i],
+                                    .tokens = o->tokens[i],
+                                    .logprobs = o->lp[i]};
     }
 }
 
@@ -120,8 +123,11 @@ static void test_batch_independent_and_seeded(void **state) {
     double maxd = 0;
     for (int i = 0; i < NREQ; i++) {
         /* the same request alone */
-        one->req[0] = (gen_request_t){.prompt = f->prompts[i], .prompt_len = f->plen[i], .seed = seeds[i],
-                                      .tokens = one->tokens[0], .logprobs = one->lp[0]};
+        one->req[0] = (gen_request_t){.prompt = f->prompts[i],
+                                      .prompt_len = f->plen[i],
+                                      .seed = seeds[i],
+                                      .tokens = one->tokens[0],
+                                      .logprobs = one->lp[0]};
         assert_int_equal(generator_run(g, one->req, 1, &p), RLHF_OK);
         assert_int_equal(one->req[0].n_tokens, all->req[i].n_tokens);
         assert_memory_equal(one->tokens[0], all->tokens[i], sizeof(int) * (size_t)one->req[0].n_tokens);

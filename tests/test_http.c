@@ -76,8 +76,7 @@ static int setup(void **state) {
     metrics_counter_family(f->m, "rlhf_messages_total", "Messages.", "queue,direction", &fam);
     metrics_counter_get(fam, (const char *[]){"work", "in"}, &f->hits);
     metrics_counter_add(f->hits, 7);
-    if (http_server_new(f->loop, &(http_config_t){.port = 0, .metrics = f->m}, &f->srv, err, sizeof err) !=
-        RLHF_OK) {
+    if (http_server_new(f->loop, &(http_config_t){.port = 0, .metrics = f->m}, &f->srv, err, sizeof err) != RLHF_OK) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -152,7 +151,9 @@ static void cl_send(client_t *c, const char *data, size_t len) {
     }
 }
 
-static void cl_sends(client_t *c, const char *s) { cl_send(c, s, strlen(s)); }
+static void cl_sends(client_t *c, const char *s) {
+    cl_send(c, s, strlen(s));
+}
 
 /* Read more into the buffer: bytes read, 0 on EOF, -1 on error/timeout. */
 static ssize_t cl_fill(client_t *c) {
@@ -490,9 +491,27 @@ static void test_garbage(void **state) {
     int port = http_server_port(f->srv);
     unsigned seed = 7;
     char buf[2048];
-    static const char *pieces[] = {"GET ", "/metrics", " HTTP/1.1", "\r\n", ":", "Host", " ", "\0", "\xff", "\r",
-                                   "\n", "Content-Length: ", "99999999999999999999", "Transfer-Encoding: chunked",
-                                   "HTTP/1.0", "Connection: close", "?", "#", "%00", "POST", "\t"};
+    static const char *pieces[] = {"GET ",
+                                   "/metrics",
+                                   " HTTP/1.1",
+                                   "\r\n",
+                                   ":",
+                                   "Host",
+                                   " ",
+                                   "\0",
+                                   "\xff",
+                                   "\r",
+                                   "\n",
+                                   "Content-Length: ",
+                                   "99999999999999999999",
+                                   "Transfer-Encoding: chunked",
+                                   "HTTP/1.0",
+                                   "Connection: close",
+                                   "?",
+                                   "#",
+                                   "%00",
+                                   "POST",
+                                   "\t"};
     for (int i = 0; i < 300; i++) {
         size_t len = 0;
         int k = 1 + (int)(rand_r(&seed) % 40);
@@ -509,7 +528,8 @@ static void test_garbage(void **state) {
         client_t c;
         cl_open(&c, port);
         cl_send(&c, buf, len);
-        if (i % 2) shutdown(c.fd, SHUT_WR); // half the time: EOF right after
+        if (i % 2)
+            shutdown(c.fd, SHUT_WR); // half the time: EOF right after
         else {
             struct timeval tv = {0, 20000};
             setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -544,7 +564,9 @@ static void busy_done(loop_t *l, void *arg, bool cancelled) {
     atomic_store(&((busy_t *)arg)->done, 1);
 }
 
-static void busy_submit(loop_t *l, void *arg) { loop_submit(l, busy_work, busy_done, arg); } // on the loop thread
+static void busy_submit(loop_t *l, void *arg) {
+    loop_submit(l, busy_work, busy_done, arg);
+} // on the loop thread
 
 static void test_busy(void **state) {
     fixture_t *f = *state;

@@ -64,9 +64,8 @@ static void test_matmul_naive_parity(void **state) {
     rng_t r;
     rng_init(&r, 1);
     /* N x C x OC; rows 2..48 with C % 8 == 0 take the small-M decode kernel */
-    int shapes[][3] = {{1, 1, 1},   {7, 13, 5},    {33, 17, 65}, {3, 64, 264}, {129, 31, 7},
-                       {2, 8, 3},   {5, 16, 7},    {32, 384, 1030}, {47, 64, 9}, {1, 384, 264},
-                       {48, 40, 13}, {49, 40, 13}};
+    int shapes[][3] = {{1, 1, 1},  {7, 13, 5},      {33, 17, 65}, {3, 64, 264},  {129, 31, 7}, {2, 8, 3},
+                       {5, 16, 7}, {32, 384, 1030}, {47, 64, 9},  {1, 384, 264}, {48, 40, 13}, {49, 40, 13}};
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
         float *inp = tu_randn(&r, (size_t)N * C, 1), *w = tu_randn(&r, (size_t)OC * C, 1);
@@ -340,10 +339,14 @@ static void test_summary(void **state) {
 int main(void) {
     kernels_set_threads(2);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_naive_parity), cmocka_unit_test(test_matmul_grad),
-        cmocka_unit_test(test_rmsnorm_grad),        cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_swiglu_grad),         cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_logprob),             cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_matmul_naive_parity),
+        cmocka_unit_test(test_matmul_grad),
+        cmocka_unit_test(test_rmsnorm_grad),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_swiglu_grad),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_logprob),
+        cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_summary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

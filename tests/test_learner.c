@@ -181,8 +181,12 @@ static void critic_free_moves(const char *algo) {
     ppo_sample_t s[4];
     for (int i = 0; i < 4; i++) {
         int good = i < 2;
-        s[i] = (ppo_sample_t){.prompt = PROMPT, .n_prompt = NP, .completion = good ? COMP_A : COMP_B,
-                              .n_completion = NC, .logprobs = good ? lpa : lpb, .ref_logprobs = good ? lpa : lpb,
+        s[i] = (ppo_sample_t){.prompt = PROMPT,
+                              .n_prompt = NP,
+                              .completion = good ? COMP_A : COMP_B,
+                              .n_completion = NC,
+                              .logprobs = good ? lpa : lpb,
+                              .ref_logprobs = good ? lpa : lpb,
                               .reward = good ? 1.0f : 0.0f};
     }
     float *cbefore = malloc(r.critic->n_params * sizeof(float));
@@ -190,8 +194,7 @@ static void critic_free_moves(const char *algo) {
     ppo_stats_t st;
     assert_int_equal(ppo_step(r.ppo, r.popt, NULL, &r.st, s, 4, &st), RLHF_OK);
     double a1 = seq_logp(r.policy, COMP_A, NULL), b1 = seq_logp(r.policy, COMP_B, NULL);
-    printf("%s: log p(A) %.4f -> %.4f, log p(B) %.4f -> %.4f, critic time %.3g s\n", algo, a0, a1, b0, b1,
-           st.t_critic);
+    printf("%s: log p(A) %.4f -> %.4f, log p(B) %.4f -> %.4f, critic time %.3g s\n", algo, a0, a1, b0, b1, st.t_critic);
     assert_true(a1 > a0 + 0.05);
     assert_true(b1 < b0 - 0.05);
     assert_memory_equal(cbefore, r.critic->params_mem, r.critic->n_params * sizeof(float));
@@ -246,9 +249,14 @@ static void test_logprob_check(void **state) {
     ppo_sample_t s[4];
     for (int i = 0; i < 4; i++) {
         int good = i % 2 == 0;
-        s[i] = (ppo_sample_t){.prompt = PROMPT, .n_prompt = NP, .completion = good ? COMP_A : COMP_B,
-                              .n_completion = NC, .logprobs = good ? lpa : bad, .ref_logprobs = good ? lpa : lpb,
-                              .reward = good ? 1.0f : 0.0f, .verify = 1};
+        s[i] = (ppo_sample_t){.prompt = PROMPT,
+                              .n_prompt = NP,
+                              .completion = good ? COMP_A : COMP_B,
+                              .n_completion = NC,
+                              .logprobs = good ? lpa : bad,
+                              .ref_logprobs = good ? lpa : lpb,
+                              .reward = good ? 1.0f : 0.0f,
+                              .verify = 1};
     }
     ppo_stats_t st;
     assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 4, &st), RLHF_OK);
@@ -625,12 +633,8 @@ static void test_hub(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ppo_moves),
-        cmocka_unit_test(test_ppo_null),
-        cmocka_unit_test(test_grpo_moves),
-        cmocka_unit_test(test_rloo_moves),
-        cmocka_unit_test(test_logprob_check),
-        cmocka_unit_test(test_hub),
+        cmocka_unit_test(test_ppo_moves),  cmocka_unit_test(test_ppo_null),      cmocka_unit_test(test_grpo_moves),
+        cmocka_unit_test(test_rloo_moves), cmocka_unit_test(test_logprob_check), cmocka_unit_test(test_hub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

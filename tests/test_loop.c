@@ -41,7 +41,9 @@
 #include "common/loop.h"
 #include "common/metrics.h"
 
-static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+static double now_s(void) {
+    return (double)uv_hrtime() * 1e-9;
+}
 
 static void sleep_us(long us) {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
@@ -75,7 +77,7 @@ typedef struct {
     const long *progress; // watched
     long last, target;
     double last_change;
-    double stall_s;       // allowed silence
+    double stall_s; // allowed silence
     bool stalled;
 } watchdog_t;
 
@@ -191,7 +193,7 @@ static void test_flood(void **state) {
 
 /* ---- dealer/router, all sends from the loop ---- */
 
-#define RT_N 100000
+#define RT_N      100000
 #define RT_WINDOW 64
 
 typedef struct {
@@ -389,7 +391,9 @@ static void wr_timeout(loop_timer_t *t, void *ud) {
     loop_stop(w->loop);
 }
 
-static void ignore_msg(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) { (void)z, (void)parts, (void)n, (void)ud; }
+static void ignore_msg(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
+    (void)z, (void)parts, (void)n, (void)ud;
+}
 
 static void test_writable(void **state) {
     (void)state;
@@ -743,7 +747,9 @@ static void test_signals(void **state) {
 
 /* Without on_force the second signal ends the process at once with
  * 128 + signum; checked in a child process. */
-static void drain_noop(loop_t *l, int signum, void *ud) { (void)l, (void)signum, (void)ud; }
+static void drain_noop(loop_t *l, int signum, void *ud) {
+    (void)l, (void)signum, (void)ud;
+}
 
 static void test_signal_exit(void **state) {
     (void)state;
@@ -769,10 +775,16 @@ static void test_signal_exit(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_flood),   cmocka_unit_test(test_dealer_router), cmocka_unit_test(test_send_swallows_edge),
-        cmocka_unit_test(test_writable), cmocka_unit_test(test_parts_and_remove),
-        cmocka_unit_test(test_timers),  cmocka_unit_test(test_worker_latency), cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_signals), cmocka_unit_test(test_signal_exit),
+        cmocka_unit_test(test_flood),
+        cmocka_unit_test(test_dealer_router),
+        cmocka_unit_test(test_send_swallows_edge),
+        cmocka_unit_test(test_writable),
+        cmocka_unit_test(test_parts_and_remove),
+        cmocka_unit_test(test_timers),
+        cmocka_unit_test(test_worker_latency),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_signals),
+        cmocka_unit_test(test_signal_exit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,9 +49,9 @@ static void test_exposition(void **state) {
     assert_int_equal(metrics_counter_get(msgs, (const char *[]){"work", "in"}, &work_in), RLHF_OK);
     assert_int_equal(metrics_counter_get(msgs, (const char *[]){"work", "out"}, &work_out), RLHF_OK);
     assert_int_equal(metrics_gauge(m, "rlhf_queue_depth", "Items waiting.", &depth), RLHF_OK);
-    assert_int_equal(metrics_histogram_family(m, "rlhf_step_seconds", "Step time.", "phase",
-                                              (const double[]){0.1, 0.5, 1}, 3, &lat),
-                     RLHF_OK);
+    assert_int_equal(
+        metrics_histogram_family(m, "rlhf_step_seconds", "Step time.", "phase", (const double[]){0.1, 0.5, 1}, 3, &lat),
+        RLHF_OK);
     assert_int_equal(metrics_histogram_get(lat, (const char *[]){"fwd"}, &h), RLHF_OK);
     /* a labelled family without series is not rendered */
     metrics_family_t *unused;
@@ -124,7 +124,7 @@ static void test_escaping(void **state) {
     /* label values must be UTF-8 */
     metrics_gauge_t *bad = NULL;
     assert_int_equal(metrics_gauge_get(f, (const char *[]){"\xff\xfe"}, &bad), RLHF_EINVAL);
-    assert_int_equal(metrics_gauge_get(f, (const char *[]){"\xc0\xaf"}, &bad), RLHF_EINVAL); // overlong '/'
+    assert_int_equal(metrics_gauge_get(f, (const char *[]){"\xc0\xaf"}, &bad), RLHF_EINVAL);     // overlong '/'
     assert_int_equal(metrics_gauge_get(f, (const char *[]){"\xed\xa0\x80"}, &bad), RLHF_EINVAL); // surrogate
     assert_int_equal(metrics_gauge_get(f, (const char *[]){"caf\xc3"}, &bad), RLHF_EINVAL);      // truncated
     assert_int_equal(metrics_gauge_get(f, (const char *[]){NULL}, &bad), RLHF_EINVAL);
@@ -183,8 +183,7 @@ static void test_names(void **state) {
                      RLHF_OK);
     assert_int_equal(metrics_histogram_family(m, "h_seconds", "", NULL, (const double[]){1, 2}, 2, &g), RLHF_OK);
     assert_ptr_equal(f, g);
-    assert_int_equal(metrics_histogram_family(m, "h_seconds", "", NULL, (const double[]){1, 3}, 2, &g),
-                     RLHF_EMISMATCH);
+    assert_int_equal(metrics_histogram_family(m, "h_seconds", "", NULL, (const double[]){1, 3}, 2, &g), RLHF_EMISMATCH);
 
     /* series: same values, same handle; wrong type; limit */
     metrics_family_t *c;
@@ -267,7 +266,7 @@ static void test_collector_and_process(void **state) {
     metrics_destroy(&m);
 }
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 200000
 
 typedef struct {
@@ -284,7 +283,7 @@ static void *hammer(void *p) {
     for (int i = 0; i < PER_THREAD; i++) {
         metrics_counter_inc(a->shared);
         metrics_histogram_observe(a->h, (i % 3) * 0.5); // 0, 0.5, 1
-        if (i % 1000 == 0) { // concurrent lookups of the same and new series
+        if (i % 1000 == 0) {                            // concurrent lookups of the same and new series
             metrics_counter_t *c;
             if (metrics_counter_get(a->fam, (const char *[]){label}, &c) == RLHF_OK) metrics_counter_inc(c);
         }
@@ -335,9 +334,12 @@ static void test_concurrent(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exposition), cmocka_unit_test(test_escaping),
-        cmocka_unit_test(test_names),      cmocka_unit_test(test_snapshot),
-        cmocka_unit_test(test_collector_and_process), cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_exposition),
+        cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_snapshot),
+        cmocka_unit_test(test_collector_and_process),
+        cmocka_unit_test(test_concurrent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,9 +35,17 @@ static double model_loss(mctx *c) {
 }
 
 static void gradcheck_model(int tied, int scalar_head, int kvh) {
-    model_config_t cfg = {.vocab_size = 13, .dim = 8, .n_layers = 2, .n_heads = 2, .n_kv_heads = kvh,
-                          .hidden_dim = 12, .max_seq_len = 8, .tied_embeddings = tied,
-                          .scalar_head = scalar_head, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    model_config_t cfg = {.vocab_size = 13,
+                          .dim = 8,
+                          .n_layers = 2,
+                          .n_heads = 2,
+                          .n_kv_heads = kvh,
+                          .hidden_dim = 12,
+                          .max_seq_len = 8,
+                          .tied_embeddings = tied,
+                          .scalar_head = scalar_head,
+                          .norm_eps = 1e-5f,
+                          .rope_theta = 10000.0f};
     model_t *m = model_new(&cfg);
     assert_non_null(m);
     rng_t r;
@@ -83,12 +91,10 @@ static void gradcheck_model(int tied, int scalar_head, int kvh) {
         char name[128];
         int64_t shape[2];
         model_tensor_info(m, k, 0, name, sizeof(name), shape);
-        printf("model gradcheck (tied %d, head %d, kvh %d) %-40s rel err %.2e\n", tied, scalar_head, kvh, name,
-               terr);
+        printf("model gradcheck (tied %d, head %d, kvh %d) %-40s rel err %.2e\n", tied, scalar_head, kvh, name, terr);
         worst = terr > worst ? terr : worst;
     }
-    printf("model gradcheck (tied %d, head %d, kvh %d): largest relative error %.2e\n", tied, scalar_head, kvh,
-           worst);
+    printf("model gradcheck (tied %d, head %d, kvh %d): largest relative error %.2e\n", tied, scalar_head, kvh, worst);
     assert_true(worst < 2e-2);
     free(c.tok), free(c.tgt), free(c.c1), free(c.c2), free(c.c3);
     model_acts_destroy(&c.a);
@@ -255,8 +261,8 @@ static void test_sft_overfits(void **state) {
 int main(void) {
     model_set_threads(2);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_validation),     cmocka_unit_test(test_gradcheck_untied_head),
-        cmocka_unit_test(test_gradcheck_tied),        cmocka_unit_test(test_kvcache_matches_forward),
+        cmocka_unit_test(test_config_validation), cmocka_unit_test(test_gradcheck_untied_head),
+        cmocka_unit_test(test_gradcheck_tied),    cmocka_unit_test(test_kvcache_matches_forward),
         cmocka_unit_test(test_sft_overfits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -41,7 +41,7 @@
 #include "common/model.h"
 #include "common/safetensors.h"
 
-#define TOL_FWD_ABS 1e-4  // logits, logprobs, entropy, values: max |C - ref|
+#define TOL_FWD_ABS  1e-4 // logits, logprobs, entropy, values: max |C - ref|
 #define TOL_LOSS_REL 1e-5 // |dL| / sum |terms of L|
 #define TOL_GRAD_REL 1e-4 // per tensor: max |C - ref| / max |ref|
 
@@ -107,7 +107,9 @@ static int read_f32(const safetensors_t *st, const char *name, float *dst, size_
     return 0;
 }
 
-static int n_layers_of(const model_t *m, int k) { return model_tensor_per_layer(k) ? m->cfg.n_layers : 1; }
+static int n_layers_of(const model_t *m, int k) {
+    return model_tensor_per_layer(k) ? m->cfg.n_layers : 1;
+}
 
 /* Fill dst (a parameter-shaped blob of m) from tensors "<prefix><hf name>",
  * checking each shape and that the tensors cover the blob exactly. */
@@ -118,8 +120,7 @@ static int load_blob(const fixture_t *f, const char *prefix, float *dst) {
             char name[ST_MAX_NAME], full[ST_MAX_NAME + 16];
             int64_t shape[2] = {0, 0};
             int nd = model_tensor_info(f->m, k, l, name, sizeof name, shape);
-            if (nd == 0)
-                continue;
+            if (nd == 0) continue;
             snprintf(full, sizeof full, "%s%s", prefix, name);
             const st_tensor_t *t = safetensors_find(f->st, full);
             if (!t) {
@@ -133,8 +134,7 @@ static int load_blob(const fixture_t *f, const char *prefix, float *dst) {
                         (long long)shape[0], (long long)(nd > 1 ? shape[1] : 0));
                 return -1;
             }
-            if (read_f32(f->st, full, dst + model_tensor_offset(f->m, k, l), numel))
-                return -1;
+            if (read_f32(f->st, full, dst + model_tensor_offset(f->m, k, l), numel)) return -1;
             covered += numel;
         }
     }
@@ -168,14 +168,12 @@ static int fixture_init(fixture_t *f, const char *file, const char *label) {
                 fixture_path(file), err, rlhf_strerror(e));
         return -1;
     }
-    static const char *const keys[] = {"vocab_size", "dim",         "n_layers",        "n_heads",
-                                       "n_kv_heads", "hidden_dim",  "max_seq_len",     "tied_embeddings",
-                                       "scalar_head", "norm_eps",   "rope_theta",      "temperature",
-                                       "B",          "T"};
+    static const char *const keys[] = {
+        "vocab_size",      "dim",         "n_layers", "n_heads",    "n_kv_heads",  "hidden_dim", "max_seq_len",
+        "tied_embeddings", "scalar_head", "norm_eps", "rope_theta", "temperature", "B",          "T"};
     double v[sizeof keys / sizeof keys[0]];
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (meta_num(f->st, keys[i], &v[i]))
-            goto fail;
+        if (meta_num(f->st, keys[i], &v[i])) goto fail;
     model_config_t cfg = {
         .vocab_size = (int)v[0],
         .dim = (int)v[1],
@@ -230,8 +228,7 @@ static int compare(const char *label, const char *what, const float *got, const 
             dmax = isnan(d) ? INFINITY : d;
             at = i;
         }
-        if (fabs((double)ref[i]) > rmax)
-            rmax = fabs((double)ref[i]);
+        if (fabs((double)ref[i]) > rmax) rmax = fabs((double)ref[i]);
     }
     double r = rmax > 0 ? dmax / rmax : dmax;
     double m = rel ? r : dmax;
@@ -253,8 +250,7 @@ static void count(report_t *r, int ok, int fwd, double measure, const char *name
     if (fwd) {
         r->fwd_checks++;
         r->fwd_failed += !ok;
-        if (measure > r->worst_fwd_abs)
-            r->worst_fwd_abs = measure;
+        if (measure > r->worst_fwd_abs) r->worst_fwd_abs = measure;
     } else {
         r->grad_checks++;
         r->grad_failed += !ok;
@@ -270,15 +266,13 @@ static void count(report_t *r, int ok, int fwd, double measure, const char *name
 static int run_parity(const char *file, const char *label, perturb_t perturb, report_t *r) {
     fixture_t f;
     memset(r, 0, sizeof *r);
-    if (fixture_init(&f, file, label))
-        return -1;
+    if (fixture_init(&f, file, label)) return -1;
     model_t *m = f.m;
     size_t bt = (size_t)f.B * f.T, V = (size_t)m->cfg.vocab_size;
     float *ref = malloc(bt * V * sizeof(float));
     float *gref = malloc(m->n_params * sizeof(float));
     int rc = -1;
-    if (!ref || !gref)
-        goto done;
+    if (!ref || !gref) goto done;
 
     if (perturb == PERTURB_WEIGHT) // one element of layer 1's q_proj, by ~half a standard deviation
         m->params_mem[model_tensor_offset(m, MP_WQ, 1) + 7 * m->cfg.dim + 3] += 0.05f;
@@ -294,8 +288,7 @@ static int run_parity(const char *file, const char *label, perturb_t perturb, re
     model_forward(m, f.a, f.tokens, f.targets, f.B, f.T, f.temperature);
 
     const float *logits = model_acts_logits(f.a);
-    if (read_f32(f.st, "expect.logits", ref, bt * V))
-        goto done;
+    if (read_f32(f.st, "expect.logits", ref, bt * V)) goto done;
     if (!logits) {
         printf("parity %s: model_acts_logits is NULL after a forward with targets  FAIL\n", label);
         count(r, 0, 1, INFINITY, "logits");
@@ -311,19 +304,16 @@ static int run_parity(const char *file, const char *label, perturb_t perturb, re
     for (int q = 0; q < 3; q++) {
         char name[32];
         snprintf(name, sizeof name, "expect.%s", outs[q]);
-        if (read_f32(f.st, name, ref, bt))
-            goto done;
+        if (read_f32(f.st, name, ref, bt)) goto done;
         if (q == 2 && !m->cfg.scalar_head) {
             /* model.h says NULL without a head; a zero-filled buffer is as
              * safe for the loss, so only non-zero values fail. */
             int nonzero = 0;
-            for (size_t i = 0; got[q] && i < bt; i++)
-                nonzero |= got[q][i] != 0.0f;
+            for (size_t i = 0; got[q] && i < bt; i++) nonzero |= got[q][i] != 0.0f;
             if (got[q])
-                printf("parity %s: note: values are %s, not NULL, without a scalar head (model.h says NULL)%s\n",
-                       label, nonzero ? "non-zero" : "all zero", nonzero ? "  FAIL" : "");
-            if (nonzero)
-                count(r, 0, 1, INFINITY, "values");
+                printf("parity %s: note: values are %s, not NULL, without a scalar head (model.h says NULL)%s\n", label,
+                       nonzero ? "non-zero" : "all zero", nonzero ? "  FAIL" : "");
+            if (nonzero) count(r, 0, 1, INFINITY, "values");
             continue;
         }
         if (!got[q]) {
@@ -339,13 +329,12 @@ static int run_parity(const char *file, const char *label, perturb_t perturb, re
         }
     }
     float loss_ref;
-    if (read_f32(f.st, "expect.loss", &loss_ref, 1))
-        goto done;
+    if (read_f32(f.st, "expect.loss", &loss_ref, 1)) goto done;
     double dl = fabs(loss - loss_ref) / (loss_scale > 0 ? loss_scale : 1);
     ok = dl <= TOL_LOSS_REL;
     if (verbose)
-        printf("parity %s: %-48s C %.7f ref %.7f  |d|/sum|terms| %.2e%s\n", label, "loss", loss,
-               (double)loss_ref, dl, ok ? "" : "  FAIL");
+        printf("parity %s: %-48s C %.7f ref %.7f  |d|/sum|terms| %.2e%s\n", label, "loss", loss, (double)loss_ref, dl,
+               ok ? "" : "  FAIL");
     count(r, ok, 1, 0, "loss");
 
     if (model_alloc_grads(m) != RLHF_OK) {
@@ -354,15 +343,13 @@ static int run_parity(const char *file, const char *label, perturb_t perturb, re
     }
     model_zero_grads(m);
     model_backward(m, f.a, f.c1, f.c2, m->cfg.scalar_head ? f.c3 : NULL);
-    if (load_blob(&f, "grad.", gref))
-        goto done;
+    if (load_blob(&f, "grad.", gref)) goto done;
     for (int k = 0; k < MP_COUNT; k++) {
         for (int l = 0; l < n_layers_of(m, k); l++) {
             char name[ST_MAX_NAME], what[ST_MAX_NAME + 8];
             int64_t shape[2];
             int nd = model_tensor_info(m, k, l, name, sizeof name, shape);
-            if (nd == 0)
-                continue;
+            if (nd == 0) continue;
             size_t off = model_tensor_offset(m, k, l);
             size_t numel = (size_t)shape[0] * (nd == 2 ? (size_t)shape[1] : 1);
             snprintf(what, sizeof what, "grad %s", name);

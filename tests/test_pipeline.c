@@ -42,7 +42,6 @@
 
 #include "tests/testprocs.h"
 
-
 static int teardown(void **state) {
     (void)state;
     tp_kill_all();
@@ -162,7 +161,7 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
         kill9 == 2 ? "learner restart"
         : kill9    ? "kill9"
         : max_lag  ? "balance"
-                  : "on-policy",
+                   : "on-policy",
         (long long)geti(s, "steps"), (long long)geti(s, "policy_version"), (long long)geti(s, "samples_used"),
         (long long)geti(t, "tickets_issued"), (long long)geti(t, "tickets_completed"),
         (long long)geti(t, "tickets_reissued"), (long long)geti(t, "tickets_superseded"),

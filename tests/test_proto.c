@@ -34,19 +34,24 @@ static proto_reject_t decode_reason_opts(const void *buf, size_t len, const prot
     proto_msg_init(&m);
     rlhf_err_t rc = proto_decode(&m, buf, len, opts, &why, err, sizeof(err));
     /* the return code and the reason agree */
-    if (why == PROTO_REJECT_NONE) assert_int_equal(rc, RLHF_OK);
-    else assert_int_not_equal(rc, RLHF_OK), assert_true(err[0] != '\0');
+    if (why == PROTO_REJECT_NONE)
+        assert_int_equal(rc, RLHF_OK);
+    else
+        assert_int_not_equal(rc, RLHF_OK), assert_true(err[0] != '\0');
     proto_msg_fini(&m);
     return why;
 }
 
-static proto_reject_t decode_reason(const void *buf, size_t len) { return decode_reason_opts(buf, len, NULL); }
+static proto_reject_t decode_reason(const void *buf, size_t len) {
+    return decode_reason_opts(buf, len, NULL);
+}
 
-#define assert_reason(got, want)                                                                             \
-    do {                                                                                                     \
-        proto_reject_t g_ = (got), w_ = (want);                                                              \
-        if (g_ != w_) fail_msg("%s:%d: got %s, want %s", __FILE__, __LINE__, proto_reject_reason_name(g_),   \
-                               proto_reject_reason_name(w_));                                                \
+#define assert_reason(got, want)                                                                                       \
+    do {                                                                                                               \
+        proto_reject_t g_ = (got), w_ = (want);                                                                        \
+        if (g_ != w_)                                                                                                  \
+            fail_msg("%s:%d: got %s, want %s", __FILE__, __LINE__, proto_reject_reason_name(g_),                       \
+                     proto_reject_reason_name(w_));                                                                    \
     } while (0)
 
 static void encode_sample(proto_type_t t, proto_enc_t *e, ps_store_t *st) {
@@ -70,9 +75,13 @@ static void tree_load(tree_t *t, const void *buf, size_t len) {
     t->root = &t->up.data;
 }
 
-static void tree_free(tree_t *t) { msgpack_unpacked_destroy(&t->up); }
+static void tree_free(tree_t *t) {
+    msgpack_unpacked_destroy(&t->up);
+}
 
-static msgpack_object *tree_body(tree_t *t) { return &t->root->via.array.ptr[5]; }
+static msgpack_object *tree_body(tree_t *t) {
+    return &t->root->via.array.ptr[5];
+}
 
 static proto_reject_t tree_decode_opts(const msgpack_object *root, const proto_decode_opts_t *opts) {
     msgpack_sbuffer sb;
@@ -85,7 +94,9 @@ static proto_reject_t tree_decode_opts(const msgpack_object *root, const proto_d
     return r;
 }
 
-static proto_reject_t tree_decode(const msgpack_object *root) { return tree_decode_opts(root, NULL); }
+static proto_reject_t tree_decode(const msgpack_object *root) {
+    return tree_decode_opts(root, NULL);
+}
 
 /* Every map key/value pair under o, with the key of the map holding it. */
 typedef struct {
@@ -161,7 +172,9 @@ static msgpack_object obj_bin(const void *p, uint32_t n) {
 
 /* ---- field-by-field equality, written from the struct definitions ---- */
 
-static void eq_str(const char *a, const char *b) { assert_string_equal(a ? a : "", b ? b : ""); }
+static void eq_str(const char *a, const char *b) {
+    assert_string_equal(a ? a : "", b ? b : "");
+}
 
 static void eq_i32(const int32_t *a, const int32_t *b, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) assert_int_equal(a[i], b[i]);
@@ -376,8 +389,8 @@ static void test_lenient_inputs(void **state) {
     encode_sample(PROTO_TICKET, &e, &st);
     tree_t t;
     tree_load(&t, e.data, e.len);
-    find_kv(&t, "sampling", "temperature")->val = obj_uint(1);   /* int where a float belongs */
-    find_kv(&t, "sampling", "top_p")->val = obj_f64(0.5);        /* float64 */
+    find_kv(&t, "sampling", "temperature")->val = obj_uint(1);    /* int where a float belongs */
+    find_kv(&t, "sampling", "top_p")->val = obj_f64(0.5);         /* float64 */
     find_kv(&t, "body", "task")->key = obj_str("x_future_field"); /* unknown key, ignored */
     assert_reason(tree_decode(t.root), PROTO_REJECT_NONE);
     /* reverse the body's key order */
@@ -406,12 +419,24 @@ static int optional_key(proto_type_t type, const char *parent, const msgpack_obj
     static const struct {
         proto_type_t t;
         const char *key;
-    } opt[] = {{PROTO_HELLO, "caps"},        {PROTO_HELLO, "software"},      {PROTO_HELLO, "weights_version"},
-               {PROTO_HEARTBEAT, "in_flight"}, {PROTO_HEARTBEAT, "weights_version"}, {PROTO_BYE, "reason"},
-               {PROTO_TICKET, "task"},        {PROTO_TICKET, "top_k"},        {PROTO_TICKET, "top_p"},
-               {PROTO_TICKET, "stop"},        {PROTO_ROLLOUTS, "queue_us"},   {PROTO_ROLLOUTS, "gen_us"},
-               {PROTO_SCORE_WORK, "task"},    {PROTO_SCORE_WORK, "temperature"}, {PROTO_SCORE_WORK, "want_ref"},
-               {PROTO_SCORED, "components"},  {PROTO_SCORED, "ref_logprobs"}, {PROTO_SCORED, "score_us"}};
+    } opt[] = {{PROTO_HELLO, "caps"},
+               {PROTO_HELLO, "software"},
+               {PROTO_HELLO, "weights_version"},
+               {PROTO_HEARTBEAT, "in_flight"},
+               {PROTO_HEARTBEAT, "weights_version"},
+               {PROTO_BYE, "reason"},
+               {PROTO_TICKET, "task"},
+               {PROTO_TICKET, "top_k"},
+               {PROTO_TICKET, "top_p"},
+               {PROTO_TICKET, "stop"},
+               {PROTO_ROLLOUTS, "queue_us"},
+               {PROTO_ROLLOUTS, "gen_us"},
+               {PROTO_SCORE_WORK, "task"},
+               {PROTO_SCORE_WORK, "temperature"},
+               {PROTO_SCORE_WORK, "want_ref"},
+               {PROTO_SCORED, "components"},
+               {PROTO_SCORED, "ref_logprobs"},
+               {PROTO_SCORED, "score_us"}};
     if (strcmp(parent, "components") == 0 || strcmp(parent, "values") == 0) return 1;
     for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
         if (opt[i].t == type && key_is(kv, opt[i].key)) return 1;
@@ -558,28 +583,76 @@ static void test_raw_bytes(void **state) {
         {"body is an array", {ENV, 0x90}, 12, PROTO_REJECT_WRONG_TYPE},
         {"not an array", {0x80}, 1, PROTO_REJECT_BAD_ENVELOPE},
         {"an int", {0x05}, 1, PROTO_REJECT_BAD_ENVELOPE},
-        {"array of 5", {0x95, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x0c, 0xa1, 'x', 0x00}, 11, PROTO_REJECT_BAD_ENVELOPE},
+        {"array of 5",
+         {0x95, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x0c, 0xa1, 'x', 0x00},
+         11,
+         PROTO_REJECT_BAD_ENVELOPE},
         {"magic 0", {0x96, 0x00, 0x01, 0x0c, 0xa1, 'x', 0x00, 0x80}, 8, PROTO_REJECT_BAD_MAGIC},
-        {"magic as str", {0x96, 0xa4, 'R', 'L', 'H', 'F', 0x01, 0x0c, 0xa1, 'x', 0x00, 0x80}, 12, PROTO_REJECT_BAD_MAGIC},
-        {"version 2", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x02, 0x0c, 0xa1, 'x', 0x00, 0x80}, 12, PROTO_REJECT_BAD_VERSION},
-        {"version -1", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0xff, 0x0c, 0xa1, 'x', 0x00, 0x80}, 12, PROTO_REJECT_BAD_VERSION},
-        {"type 99", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x63, 0xa1, 'x', 0x00, 0x80}, 12, PROTO_REJECT_UNKNOWN_TYPE},
-        {"type 2^40", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0xcf, 0, 0, 1, 0, 0, 0, 0, 12, 0xa1, 'x', 0x00, 0x80},
-         20, PROTO_REJECT_UNKNOWN_TYPE},
-        {"type as str", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0xa1, 'r', 0xa1, 'x', 0x00, 0x80}, 13, PROTO_REJECT_WRONG_TYPE},
-        {"sender empty", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa0, 0x00, 0x80}, 11, PROTO_REJECT_BAD_STRING},
-        {"sender with space", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa2, 'a', ' ', 0x00, 0x80}, 13, PROTO_REJECT_BAD_STRING},
-        {"sender with NUL", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa2, 'a', 0, 0x00, 0x80}, 13, PROTO_REJECT_BAD_STRING},
-        {"sender as int", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0x07, 0x00, 0x80}, 11, PROTO_REJECT_WRONG_TYPE},
-        {"seq negative", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0xff, 0x80}, 12, PROTO_REJECT_NEGATIVE_COUNT},
-        {"seq float", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0xca, 0, 0, 0, 0, 0x80}, 16, PROTO_REJECT_WRONG_TYPE},
-        {"heartbeat, empty body", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x80}, 12, PROTO_REJECT_NONE},
-        {"heartbeat, non-str key", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x81, 0x01, 0x02}, 14,
+        {"magic as str",
+         {0x96, 0xa4, 'R', 'L', 'H', 'F', 0x01, 0x0c, 0xa1, 'x', 0x00, 0x80},
+         12,
+         PROTO_REJECT_BAD_MAGIC},
+        {"version 2",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x02, 0x0c, 0xa1, 'x', 0x00, 0x80},
+         12,
+         PROTO_REJECT_BAD_VERSION},
+        {"version -1",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0xff, 0x0c, 0xa1, 'x', 0x00, 0x80},
+         12,
+         PROTO_REJECT_BAD_VERSION},
+        {"type 99",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x63, 0xa1, 'x', 0x00, 0x80},
+         12,
+         PROTO_REJECT_UNKNOWN_TYPE},
+        {"type 2^40",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0xcf, 0, 0, 1, 0, 0, 0, 0, 12, 0xa1, 'x', 0x00, 0x80},
+         20,
+         PROTO_REJECT_UNKNOWN_TYPE},
+        {"type as str",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0xa1, 'r', 0xa1, 'x', 0x00, 0x80},
+         13,
+         PROTO_REJECT_WRONG_TYPE},
+        {"sender empty",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa0, 0x00, 0x80},
+         11,
+         PROTO_REJECT_BAD_STRING},
+        {"sender with space",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa2, 'a', ' ', 0x00, 0x80},
+         13,
+         PROTO_REJECT_BAD_STRING},
+        {"sender with NUL",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa2, 'a', 0, 0x00, 0x80},
+         13,
+         PROTO_REJECT_BAD_STRING},
+        {"sender as int",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0x07, 0x00, 0x80},
+         11,
+         PROTO_REJECT_WRONG_TYPE},
+        {"seq negative",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0xff, 0x80},
+         12,
+         PROTO_REJECT_NEGATIVE_COUNT},
+        {"seq float",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0xca, 0, 0, 0, 0, 0x80},
+         16,
+         PROTO_REJECT_WRONG_TYPE},
+        {"heartbeat, empty body",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x80},
+         12,
+         PROTO_REJECT_NONE},
+        {"heartbeat, non-str key",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x81, 0x01, 0x02},
+         14,
          PROTO_REJECT_WRONG_TYPE},
         /* a known name, a NUL, then more: an unknown key (found by the fuzzer: no read past the name) */
-        {"key with a NUL", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x81, 0xb2, 'i', 'n', '_', 'f',
-                            'l', 'i', 'g', 'h', 't', 0, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 0x01}, 32, PROTO_REJECT_NONE},
-        {"trailing byte", {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x80, 0x00}, 13,
+        {"key with a NUL",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x81, 0xb2, 'i', 'n', '_',
+          'f',  'l',  'i',  'g',  'h',  't',  0,    'a',  'b',  'c', 'd',  'e',  'f',  'g', 'h', 0x01},
+         32,
+         PROTO_REJECT_NONE},
+        {"trailing byte",
+         {0x96, 0xce, 0x52, 0x4c, 0x48, 0x46, 0x01, 0x02, 0xa1, 'x', 0x00, 0x80, 0x00},
+         13,
          PROTO_REJECT_TRAILING_BYTES},
     };
 #undef ENV
@@ -621,8 +694,21 @@ typedef struct {
 } value_case_t;
 
 enum {
-    V_UINT, V_INT, V_F64, V_F32, V_STR_LEN, V_STR_BYTE, V_BIN_SHRINK, V_TOKEN, V_LOGPROB, V_REF_LOGPROB,
-    V_BIG_BIN, V_EMPTY_BIN, V_EMPTY_ARRAY, V_ARRAY_GROW, V_MAX_COMPONENTS
+    V_UINT,
+    V_INT,
+    V_F64,
+    V_F32,
+    V_STR_LEN,
+    V_STR_BYTE,
+    V_BIN_SHRINK,
+    V_TOKEN,
+    V_LOGPROB,
+    V_REF_LOGPROB,
+    V_BIG_BIN,
+    V_EMPTY_BIN,
+    V_EMPTY_ARRAY,
+    V_ARRAY_GROW,
+    V_MAX_COMPONENTS
 };
 
 static const value_case_t value_cases[] = {
@@ -679,7 +765,8 @@ static const value_case_t value_cases[] = {
     {"ref logprobs bin 119 bytes", PROTO_SCORED, "samples", "ref_logprobs", V_BIN_SHRINK, 1, PROTO_REJECT_BAD_LENGTH},
     {"stat NaN", PROTO_STATS, "values", "queue_depth", V_F64, NAN, PROTO_REJECT_OUT_OF_RANGE},
     {"score_work temperature 0", PROTO_SCORE_WORK, "body", "temperature", V_F64, 0, PROTO_REJECT_OUT_OF_RANGE},
-    {"score_work token 264 ok at default vocab", PROTO_SCORE_WORK, "samples", "prompt", V_TOKEN, 264, PROTO_REJECT_NONE},
+    {"score_work token 264 ok at default vocab", PROTO_SCORE_WORK, "samples", "prompt", V_TOKEN, 264,
+     PROTO_REJECT_NONE},
     {"role bogus", PROTO_HELLO, "body", "role", V_STR_LEN, 5, PROTO_REJECT_OUT_OF_RANGE},
     {"software with a control byte", PROTO_HELLO, "body", "software", V_STR_BYTE, 0x01, PROTO_REJECT_BAD_STRING},
     {"credit 0", PROTO_WORK_REQUEST, "body", "credit", V_UINT, 0, PROTO_REJECT_OUT_OF_RANGE},
@@ -687,10 +774,12 @@ static const value_case_t value_cases[] = {
     {"bye reason 257 bytes", PROTO_BYE, "body", "reason", V_STR_LEN, 257, PROTO_REJECT_TOO_LARGE},
     {"announce version 0", PROTO_WEIGHTS_ANNOUNCE, "body", "version", V_UINT, 0, PROTO_REJECT_OUT_OF_RANGE},
     {"announce size 0", PROTO_WEIGHTS_ANNOUNCE, "body", "size", V_UINT, 0, PROTO_REJECT_OUT_OF_RANGE},
-    {"announce chunk_max 32 MiB", PROTO_WEIGHTS_ANNOUNCE, "body", "chunk_max", V_UINT, 33554432, PROTO_REJECT_OUT_OF_RANGE},
+    {"announce chunk_max 32 MiB", PROTO_WEIGHTS_ANNOUNCE, "body", "chunk_max", V_UINT, 33554432,
+     PROTO_REJECT_OUT_OF_RANGE},
     {"request length 0", PROTO_WEIGHTS_REQUEST, "body", "length", V_UINT, 0, PROTO_REJECT_OUT_OF_RANGE},
     {"request length 16 MiB + 1", PROTO_WEIGHTS_REQUEST, "body", "length", V_UINT, 16777217, PROTO_REJECT_OUT_OF_RANGE},
-    {"request offset 2^63", PROTO_WEIGHTS_REQUEST, "body", "offset", V_UINT, 9223372036854775808.0, PROTO_REJECT_OUT_OF_RANGE},
+    {"request offset 2^63", PROTO_WEIGHTS_REQUEST, "body", "offset", V_UINT, 9223372036854775808.0,
+     PROTO_REJECT_OUT_OF_RANGE},
     {"chunk status 3", PROTO_WEIGHTS_CHUNK, "body", "status", V_UINT, 3, PROTO_REJECT_OUT_OF_RANGE},
     {"chunk error with data", PROTO_WEIGHTS_CHUNK, "body", "status", V_UINT, 1, PROTO_REJECT_OUT_OF_RANGE},
     {"chunk past the blob", PROTO_WEIGHTS_CHUNK, "body", "offset", V_UINT, 3500, PROTO_REJECT_OUT_OF_RANGE},
@@ -723,8 +812,10 @@ static void test_bad_values(void **state) {
         case V_STR_LEN: /* a string of num bytes; for a named-map entry, the key */
             memset(sbuf, 'a', sizeof(sbuf));
             sbuf[(int)vc->num] = '\0';
-            if (strcmp(vc->parent, "components") == 0) kv->key = obj_str(sbuf);
-            else *v = obj_str(sbuf);
+            if (strcmp(vc->parent, "components") == 0)
+                kv->key = obj_str(sbuf);
+            else
+                *v = obj_str(sbuf);
             break;
         case V_STR_BYTE:
             snprintf(sbuf, sizeof(sbuf), "%.*s", (int)v->via.str.size, v->via.str.ptr);

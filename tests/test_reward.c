@@ -60,7 +60,7 @@
 #include "reward/scorer.h"
 
 #define CREDIT 2
-#define TEMP 0.7f
+#define TEMP   0.7f
 
 static pid_t g_child = -1; // the worker under test, killed by teardown
 
@@ -160,10 +160,10 @@ typedef struct {
     int score_port, scored_port;
     char route[256]; // the worker's routing id on the ROUTER
     size_t route_len;
-    proto_msg_t m;   // last decoded message
+    proto_msg_t m; // last decoded message
     proto_enc_t enc;
     uint64_t seq;
-    int max_in_flight;  // largest heartbeat in_flight seen
+    int max_in_flight; // largest heartbeat in_flight seen
     int n_heartbeats;
     int credit_granted; // sum of score_request credits
     int n_stats;        // stats messages seen
@@ -312,9 +312,12 @@ static void build_work(proto_msg_t *m, proto_score_item_t *items, const sample_t
                                         .completion = (const int32_t *)s[i].completion,
                                         .n_completion = (uint32_t)s[i].n_completion,
                                         .finish = PROTO_FINISH_LENGTH};
-    m->score_work = (proto_score_work_t){
-        .ticket = ticket, .task = "add", .temperature = TEMP, .want_ref = (uint32_t)want_ref, .items = items,
-        .n_items = (uint32_t)n};
+    m->score_work = (proto_score_work_t){.ticket = ticket,
+                                         .task = "add",
+                                         .temperature = TEMP,
+                                         .want_ref = (uint32_t)want_ref,
+                                         .items = items,
+                                         .n_items = (uint32_t)n};
 }
 
 static double component(const proto_scored_sample_t *s, const char *name) {
@@ -348,14 +351,14 @@ static void test_scorer_task(void **state) {
         int invalid;
     } cases[] = {
         {5, ans, n, 1, 0},
-        {6, ans, n, 0, 0},                          // another problem's answer
-        {5, ans, n - 1, 1, 0},                      // no EOS: all tokens are the answer
-        {5, eos, 1, 0, 0},                          // empty answer
-        {5, junk, 3, 0, 0},                         // garbage
-        {(1ull << 32) | 3, hans, hn, 1, 0},         // held-out split
-        {(uint64_t)tc.n_train, ans, n, 0, 1},       // index past the split
+        {6, ans, n, 0, 0},                    // another problem's answer
+        {5, ans, n - 1, 1, 0},                // no EOS: all tokens are the answer
+        {5, eos, 1, 0, 0},                    // empty answer
+        {5, junk, 3, 0, 0},                   // garbage
+        {(1ull << 32) | 3, hans, hn, 1, 0},   // held-out split
+        {(uint64_t)tc.n_train, ans, n, 0, 1}, // index past the split
         {(1ull << 32) | (uint64_t)tc.n_heldout, hans, hn, 0, 1},
-        {(2ull << 32) | 5, ans, n, 0, 1},           // no such split
+        {(2ull << 32) | 5, ans, n, 0, 1}, // no such split
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         scorer_input_t in = {cases[i].id, NULL, 0, (const int32_t *)cases[i].c, (uint32_t)cases[i].n, 1};
@@ -390,8 +393,16 @@ static void test_bad_config(void **state) {
     /* nobody answers at the learner's address: exit 1 after reward.connect_timeout_ms */
     char port[64];
     snprintf(port, sizeof port, "learner.score_port=%d", free_tcp_port());
-    char *a5[] = {(char *)bin, "--set", "model.preset=tiny", "--set", port, "--set", "reward.connect_timeout_ms=800",
-                  "--set", "reward.http_port=-1", NULL};
+    char *a5[] = {(char *)bin,
+                  "--set",
+                  "model.preset=tiny",
+                  "--set",
+                  port,
+                  "--set",
+                  "reward.connect_timeout_ms=800",
+                  "--set",
+                  "reward.http_port=-1",
+                  NULL};
     g_child = spawn(a5);
     int st = wait_exit(g_child, 20);
     g_child = -1;
@@ -466,11 +477,11 @@ static void test_program(void **state) {
     int heldout_vs_train = !(na0 == nh0 && memcmp(a0, h0, sizeof(int) * (size_t)na0) == 0);
     sample_t s[12];
     int ns = 0;
-    add_sample(&s[ns++], t, TASK_TRAIN, 0, 0, a0, na0, 1, 0);                        // right
-    add_sample(&s[ns++], t, TASK_TRAIN, 1, 1, wrong, na1, 0, 0);                     // wrong
-    add_sample(&s[ns++], t, TASK_TRAIN, 2, 2, eos, 1, 0, 0);                         // empty
-    add_sample(&s[ns++], t, TASK_TRAIN, 3, 3, junk, 5, 0, 0);                        // garbage
-    add_sample(&s[ns++], t, TASK_HELDOUT, 0, 1ull << 32, h0, nh0, 1, 0);             // held-out, right
+    add_sample(&s[ns++], t, TASK_TRAIN, 0, 0, a0, na0, 1, 0);            // right
+    add_sample(&s[ns++], t, TASK_TRAIN, 1, 1, wrong, na1, 0, 0);         // wrong
+    add_sample(&s[ns++], t, TASK_TRAIN, 2, 2, eos, 1, 0, 0);             // empty
+    add_sample(&s[ns++], t, TASK_TRAIN, 3, 3, junk, 5, 0, 0);            // garbage
+    add_sample(&s[ns++], t, TASK_HELDOUT, 0, 1ull << 32, h0, nh0, 1, 0); // held-out, right
     /* held-out id, train answer */
     add_sample(&s[ns++], t, TASK_HELDOUT, 0, 1ull << 32, a0, na0, heldout_vs_train ? 0 : 1, 0);
     add_sample(&s[ns++], t, TASK_TRAIN, 9, (uint64_t)tc.n_train + 5, a0, na0, 0, 1); // index out of range
@@ -631,9 +642,13 @@ static void test_program(void **state) {
         proto_msg_init(&tk);
         proto_msg_header(&tk, PROTO_TICKET, "fake-learner", 0);
         proto_prompt_t pr = {.id = 0, .tokens = (const int32_t *)s[0].prompt, .n_tokens = (uint32_t)s[0].n_prompt};
-        tk.ticket = (proto_ticket_t){.ticket = 9, .policy_version = 1, .k = 1, .deadline_ms = 1000,
+        tk.ticket = (proto_ticket_t){.ticket = 9,
+                                     .policy_version = 1,
+                                     .k = 1,
+                                     .deadline_ms = 1000,
                                      .sampling = {.temperature = 1, .top_p = 1, .max_new_tokens = 4},
-                                     .prompts = &pr, .n_prompts = 1};
+                                     .prompts = &pr,
+                                     .n_prompts = 1};
         fake_send(&f, &tk); // unexpected_type
         sample_t bad = s[0];
         bad.completion[0] = 300; // >= vocab 264
@@ -709,9 +724,22 @@ static void test_learner_restart(void **state) {
     char a_score[64], a_scored[64];
     snprintf(a_score, sizeof a_score, "learner.score_port=%d", f.score_port);
     snprintf(a_scored, sizeof a_scored, "learner.scored_port=%d", f.scored_port);
-    char *argv[] = {RLHF_BIN_DIR "/rlhf-reward", "--set", "model.preset=tiny", "--set", "reward.credit=2",
-                    "--set", "reward.http_port=-1", "--set", "reward.threads=1", "--set", a_score, "--set", a_scored,
-                    "--id", "rtest", NULL};
+    char *argv[] = {RLHF_BIN_DIR "/rlhf-reward",
+                    "--set",
+                    "model.preset=tiny",
+                    "--set",
+                    "reward.credit=2",
+                    "--set",
+                    "reward.http_port=-1",
+                    "--set",
+                    "reward.threads=1",
+                    "--set",
+                    a_score,
+                    "--set",
+                    a_scored,
+                    "--id",
+                    "rtest",
+                    NULL};
     g_child = spawn(argv);
     assert_true(g_child > 0);
     assert_int_equal(fake_recv_score(&f, 20000), PROTO_HELLO);

@@ -33,13 +33,13 @@
 #include "tests/testutil.h"
 
 #define TOL_REL 1e-6 // vs the reference: max |C - ref| / max |ref|
-#define TOL_FD 1e-5  // analytic vs central difference: relative to max(|g|, 1e-2 * max |g|)
+#define TOL_FD  1e-5 // analytic vs central difference: relative to max(|g|, 1e-2 * max |g|)
 
 /* |a - b| <= tol in double (cmocka's assert_float_equal rounds to float) */
-#define assert_near(a, b, tol)                                                                     \
-    do {                                                                                           \
-        double a_ = (a), b_ = (b);                                                                 \
-        if (!(fabs(a_ - b_) <= (tol))) fail_msg("%s = %.17g, want %.17g (tol %g)", #a, a_, b_, (double)(tol)); \
+#define assert_near(a, b, tol)                                                                                         \
+    do {                                                                                                               \
+        double a_ = (a), b_ = (b);                                                                                     \
+        if (!(fabs(a_ - b_) <= (tol))) fail_msg("%s = %.17g, want %.17g (tol %g)", #a, a_, b_, (double)(tol));         \
     } while (0)
 
 /* ---- fixture ---- */
@@ -97,7 +97,9 @@ static float *flt(fixture_t *f, const char *path, size_t n) {
     return x;
 }
 
-static float *zeros(fixture_t *f, size_t n) { return keep(f, tu_zeros(n)); }
+static float *zeros(fixture_t *f, size_t n) {
+    return keep(f, tu_zeros(n));
+}
 
 static int setup(void **state) {
     fixture_t *f = calloc(1, sizeof *f);
@@ -293,9 +295,9 @@ static int losses(fixture_t *f, float dclip) {
         rl_value_stats_t vs;
         memset(g, 0, sizeof(float) * n);
         L = rl_value_loss(g, &vs, vn, vo, ret, mask, k == 0 ? (float)num(f, "params.value_clip") : 0.0f, 0, B, T);
-#define VCHECK(field, got, tol)                                                 \
-    snprintf(p, sizeof p, "expect.%s.%s", which[k], field);                     \
-    snprintf(name, sizeof name, "%s %s", k == 0 ? "value" : "value(noclip)", field); \
+#define VCHECK(field, got, tol)                                                                                        \
+    snprintf(p, sizeof p, "expect.%s.%s", which[k], field);                                                            \
+    snprintf(name, sizeof name, "%s %s", k == 0 ? "value" : "value(noclip)", field);                                   \
     bad += check_num(name, got, num(f, p), tol)
         VCHECK("loss", L, TOL_REL);
         VCHECK("explained_var", vs.explained_var, TOL_REL);
@@ -711,13 +713,13 @@ static void test_config(void **state) {
     assert_near(d.lambda, 0.95f, 0);
     assert_near(d.gamma, 1.0f, 0);
     /* one bad field at a time; the message must name it */
-#define EXPECT_BAD(field, stmt)                                                   \
-    do {                                                                          \
-        c = d;                                                                    \
-        stmt;                                                                     \
-        err[0] = '\0';                                                            \
-        assert_int_equal(rl_config_validate(&c, err, sizeof err), RLHF_ERANGE);  \
-        if (!strstr(err, field)) fail_msg("error for %s: \"%s\"", field, err);    \
+#define EXPECT_BAD(field, stmt)                                                                                        \
+    do {                                                                                                               \
+        c = d;                                                                                                         \
+        stmt;                                                                                                          \
+        err[0] = '\0';                                                                                                 \
+        assert_int_equal(rl_config_validate(&c, err, sizeof err), RLHF_ERANGE);                                        \
+        if (!strstr(err, field)) fail_msg("error for %s: \"%s\"", field, err);                                         \
     } while (0)
     EXPECT_BAD("clip_eps", c.clip_eps = 0.0f);
     EXPECT_BAD("clip_eps", c.clip_eps = 1.0f);
@@ -799,8 +801,7 @@ static void e2e_policy_step(float adv_value, int j) {
     memset(dlogp, 0, sizeof dlogp);
     double L1 = rl_policy_loss(dlogp, &ps, after, old, adv, mask, 0.2f, 0, EB, ET);
     printf("  A=%+g at token %d: log-prob %.5f -> %.5f (%+.2e), surrogate loss %.6f -> %.6f, grad norm %.3e\n",
-           (double)adv_value, j, (double)old[j], (double)after[j], (double)(after[j] - old[j]), L0, L1,
-           (double)gnorm);
+           (double)adv_value, j, (double)old[j], (double)after[j], (double)(after[j] - old[j]), L0, L1, (double)gnorm);
     assert_true(gnorm > 0.0f);
     if (adv_value > 0)
         assert_true(after[j] > old[j]);

@@ -50,7 +50,9 @@ static int teardown(void **state) {
     return nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", g_dir, name); }
+static void path_in(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", g_dir, name);
+}
 
 /* Fail with the message when rc/err do not match. sub2 may be NULL. */
 static void check_refused(rlhf_err_t rc, rlhf_err_t want, const char *err, const char *sub1, const char *sub2,
@@ -278,8 +280,8 @@ static void test_overwrite_and_writer_errors(void **state) {
 
     // OS failures: RLHF_EIO with strerror.
     path_in(path, sizeof path, "no/such/dir/x.safetensors");
-    check_refused(safetensors_write(path, &ea, 1, NULL, NULL, 0, err, sizeof err), RLHF_EIO, err,
-                  strerror(ENOENT), "x.safetensors", "missing folder");
+    check_refused(safetensors_write(path, &ea, 1, NULL, NULL, 0, err, sizeof err), RLHF_EIO, err, strerror(ENOENT),
+                  "x.safetensors", "missing folder");
     check_refused(safetensors_open(&st, path, err, sizeof err), RLHF_EIO, err, strerror(ENOENT), "x.safetensors",
                   "open missing file");
     assert_null(st);
@@ -305,8 +307,8 @@ static const bad_case_t bad_cases[] = {
     {"trailing garbage", "{" T_A "} x", 16, RLHF_EFORMAT, "JSON", NULL},
     {"empty header", "", 0, RLHF_EFORMAT, "JSON", NULL},
     {"not an object", "[1,2]", 0, RLHF_EFORMAT, "object", "array"},
-    {"unknown dtype", "{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2, RLHF_EUNSUPPORTED,
-     "'a'", "Q4"},
+    {"unknown dtype", "{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2, RLHF_EUNSUPPORTED, "'a'",
+     "Q4"},
     {"lower-case dtype", "{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, RLHF_EUNSUPPORTED,
      "'a'", "f32"},
     {"dtype not a string", "{\"a\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, RLHF_EFORMAT, "'a'",
@@ -315,15 +317,15 @@ static const bad_case_t bad_cases[] = {
     {"missing shape", "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, RLHF_EFORMAT, "'a'", "shape"},
     {"missing offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, RLHF_EFORMAT, "'a'", "data_offsets"},
     {"entry not an object", "{\"a\":5}", 0, RLHF_EFORMAT, "'a'", "object"},
-    {"shape not an array", "{\"a\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,16]}}", 16, RLHF_EFORMAT,
-     "'a'", "shape"},
+    {"shape not an array", "{\"a\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,16]}}", 16, RLHF_EFORMAT, "'a'",
+     "shape"},
     {"real dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4.0],\"data_offsets\":[0,16]}}", 16, RLHF_EFORMAT, "'a'",
      "shape[0]"},
     {"shape/offset size mismatch", "{\"a\":{\"dtype\":\"F32\",\"shape\":[264,384],\"data_offsets\":[0,1000]}}", 1000,
      RLHF_EFORMAT, "'a'", "[264,384] (405504 bytes of F32) but data_offsets span 1000 bytes"},
     {"offsets past the data", "{" T_A "," T_B "}", 20, RLHF_ETRUNCATED, "'b'", "[16,24]"},
-    {"offsets far out of range", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[9000000000,9000000004]}}",
-     4, RLHF_ETRUNCATED, "'a'", "9000000004"},
+    {"offsets far out of range", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[9000000000,9000000004]}}", 4,
+     RLHF_ETRUNCATED, "'a'", "9000000004"},
     {"begin after end", "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[8,4]}}", 8, RLHF_EFORMAT, "'a'",
      "[8,4]"},
     {"negative offset", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[-4,0]}}", 8, RLHF_EFORMAT, "'a'",
@@ -332,10 +334,10 @@ static const bad_case_t bad_cases[] = {
      "data_offsets"},
     {"string offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[\"0\",\"4\"]}}", 8, RLHF_EFORMAT,
      "'a'", "data_offsets"},
-    {"overlapping tensors",
-     "{" T_A ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16, RLHF_EFORMAT, "'a'", "'b'"},
-    {"same range twice",
-     "{" T_A ",\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, RLHF_EFORMAT, "'a'", "'b'"},
+    {"overlapping tensors", "{" T_A ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16,
+     RLHF_EFORMAT, "'a'", "'b'"},
+    {"same range twice", "{" T_A ",\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, RLHF_EFORMAT,
+     "'a'", "'b'"},
     {"negative dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1,2],\"data_offsets\":[0,0]}}", 0, RLHF_ERANGE, "'a'",
      "negative"},
     {"huge dims overflow",
@@ -350,13 +352,13 @@ static const bad_case_t bad_cases[] = {
     {"five dims", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, RLHF_EUNSUPPORTED,
      "'a'", "5 dimensions"},
     {"metadata not an object", "{\"__metadata__\":[]," T_A "}", 16, RLHF_EFORMAT, "__metadata__", "array"},
-    {"metadata value not a string", "{\"__metadata__\":{\"step\":3}," T_A "}", 16, RLHF_EFORMAT, "'step'",
-     "integer"},
+    {"metadata value not a string", "{\"__metadata__\":{\"step\":3}," T_A "}", 16, RLHF_EFORMAT, "'step'", "integer"},
     {"duplicate tensor", "{" T_A "," T_A "}", 16, RLHF_EFORMAT, "JSON", "duplicate"},
     {"empty name", "{\"\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0, RLHF_EFORMAT, "empty name",
      NULL},
     {"name too long",
-     "{\"" "n123456789n123456789n123456789n123456789n123456789n123456789n123456789n123456789n123456789"
+     "{\""
+     "n123456789n123456789n123456789n123456789n123456789n123456789n123456789n123456789n123456789"
      "n123456789n123456789n123456789n123456789n123456789n123456789n123456789n123456789\""
      ":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}",
      0, RLHF_EFORMAT, "n123456789", "limit"},
@@ -415,8 +417,8 @@ static void test_bad_lengths(void **state) {
     check_refused(safetensors_parse(&st, b, sizeof b, err, sizeof err), RLHF_ERANGE, err, "200000000", "limit",
                   "header over 100 MB");
     memset(b, 0xff, 8);
-    check_refused(safetensors_parse(&st, b, sizeof b, err, sizeof err), RLHF_ERANGE, err, "18446744073709551615",
-                  NULL, "header length 2^64-1");
+    check_refused(safetensors_parse(&st, b, sizeof b, err, sizeof err), RLHF_ERANGE, err, "18446744073709551615", NULL,
+                  "header length 2^64-1");
     // NUL bytes inside the header.
     size_t len;
     uint8_t *f = make_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0, &len);

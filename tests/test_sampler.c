@@ -20,9 +20,9 @@
 #include "common/rng.h"
 #include "common/sampler.h"
 
-#define N_COINS 20000
+#define N_COINS  20000
 #define FREQ_TOL 0.01
-#define VMAX 32000
+#define VMAX     32000
 
 static float g_scratch[2 * VMAX];
 static int g_idx[VMAX];

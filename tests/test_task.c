@@ -41,7 +41,9 @@ static int n_digits(unsigned long long x) {
 /* First three train then first three held-out prompts of the default task. */
 #define GOLDEN_DEFAULT "49+7= 1+3= 0+19= 432+669= 7+93= 114+78= "
 
-static uint64_t pair_key(unsigned long long a, unsigned long long b) { return ((uint64_t)a << 32) | b; }
+static uint64_t pair_key(unsigned long long a, unsigned long long b) {
+    return ((uint64_t)a << 32) | b;
+}
 
 static int cmp_u64(const void *x, const void *y) {
     uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
@@ -198,7 +200,7 @@ static void test_splits_disjoint(void **state) {
     task_config_t c;
     task_config_default("add", &c);
     c.max_digits = 2;
-    c.n_train = 9000; // of ~9500 train pairs in 0..99 x 0..99
+    c.n_train = 9000;  // of ~9500 train pairs in 0..99 x 0..99
     c.n_heldout = 400; // of ~500
     char err[256];
     t = task_new_err("add", &c, err, sizeof(err));
@@ -370,8 +372,8 @@ static void test_verifier(void **state) {
             assert_true(task_score(t, s, i, c, n) == 0.0f);
 
             /* specials and out-of-range ids before the EOS are wrong */
-            int bad[] = {TOK_PAD, TOK_BOS, TOK_END, TOK_USER, TOK_RESERVED, 264, 1000, -1, INT_MIN, INT_MAX,
-                         256 + '0', (unsigned char)ans[0] - 256};
+            int bad[] = {TOK_PAD, TOK_BOS, TOK_END, TOK_USER, TOK_RESERVED, 264,
+                         1000,    -1,      INT_MIN, INT_MAX,  256 + '0',    (unsigned char)ans[0] - 256};
             for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
                 n = ids_of(ans, 0, c);
                 c[n++] = bad[k]; // after the answer
@@ -529,11 +531,9 @@ static void test_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_golden),
-        cmocka_unit_test(test_seeds_differ),   cmocka_unit_test(test_splits_disjoint),
-        cmocka_unit_test(test_answers),        cmocka_unit_test(test_verifier),
-        cmocka_unit_test(test_buffers),        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_deterministic),   cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_seeds_differ), cmocka_unit_test(test_splits_disjoint), cmocka_unit_test(test_answers),
+        cmocka_unit_test(test_verifier),     cmocka_unit_test(test_buffers),         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_careless),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,11 +60,11 @@ static tickets_t *mk(const tickets_config_t *c) {
     return t;
 }
 
-#define check_ok(t)                                                                          \
-    do {                                                                                     \
-        char err_[512] = "";                                                                 \
-        if (tickets_check_invariants((t), err_, sizeof err_) != RLHF_OK)                     \
-            fail_msg("%s:%d: invariants: %s", __FILE__, __LINE__, err_);                     \
+#define check_ok(t)                                                                                                    \
+    do {                                                                                                               \
+        char err_[512] = "";                                                                                           \
+        if (tickets_check_invariants((t), err_, sizeof err_) != RLHF_OK)                                               \
+            fail_msg("%s:%d: invariants: %s", __FILE__, __LINE__, err_);                                               \
     } while (0)
 
 static tickets_ticket_t issue(tickets_t *t, int64_t now) {
@@ -86,12 +86,12 @@ static tickets_verdict_t scored(tickets_t *t, uint64_t id) {
     return v;
 }
 
-#define assert_verdict(got, want)                                                                     \
-    do {                                                                                              \
-        tickets_verdict_t g_ = (got), w_ = (want);                                                    \
-        if (g_ != w_)                                                                                 \
-            fail_msg("%s:%d: verdict %s, want %s", __FILE__, __LINE__, tickets_verdict_name(g_),      \
-                     tickets_verdict_name(w_));                                                       \
+#define assert_verdict(got, want)                                                                                      \
+    do {                                                                                                               \
+        tickets_verdict_t g_ = (got), w_ = (want);                                                                     \
+        if (g_ != w_)                                                                                                  \
+            fail_msg("%s:%d: verdict %s, want %s", __FILE__, __LINE__, tickets_verdict_name(g_),                       \
+                     tickets_verdict_name(w_));                                                                        \
     } while (0)
 
 static tickets_counters_t counters(const tickets_t *t) {
@@ -110,8 +110,8 @@ static char *save_text(const tickets_t *t, int64_t now) {
     return s;
 }
 
-static rlhf_err_t load_text(tickets_t **out, const tickets_config_t *c, const char *text, int64_t now,
-                            unsigned flags, char *err, size_t errlen) {
+static rlhf_err_t load_text(tickets_t **out, const tickets_config_t *c, const char *text, int64_t now, unsigned flags,
+                            char *err, size_t errlen) {
     json_error_t je;
     json_t *j = json_loads(text, 0, &je);
     if (!j) fail_msg("json_loads: %s", je.text);
@@ -415,7 +415,7 @@ static void test_stale(void **state) {
     assert_verdict(complete(t, a.id, 1), TICKETS_STALE);
     assert_int_equal(tickets_lookup(t, a.id, &k), RLHF_ENOTFOUND);
     assert_verdict(complete(t, a.id, 2), TICKETS_DUPLICATE); // resolved as stale
-    tickets_ticket_t b = issue(t, 0);                          // the prompts come back
+    tickets_ticket_t b = issue(t, 0);                        // the prompts come back
     assert_int_equal(b.job, a.id);
     assert_int_equal(b.attempt, 2);
     assert_int_equal(b.policy_version, 2);
@@ -568,7 +568,7 @@ static void test_two_stage(void **state) {
     assert_int_equal(tickets_score_issue(t, 1100, &s2), RLHF_OK);
     assert_int_equal(s2.id, a.id);
     assert_int_equal(s2.attempt, 2);
-    assert_verdict(scored(t, a.id), TICKETS_ACCEPTED); // either reply wins first
+    assert_verdict(scored(t, a.id), TICKETS_ACCEPTED);  // either reply wins first
     assert_verdict(scored(t, a.id), TICKETS_DUPLICATE); // the other is late
     assert_verdict(complete(t, a.id, 1), TICKETS_DUPLICATE);
     n = counters(t);
@@ -635,7 +635,7 @@ static void test_counters_json(void **state) {
     json_t *j = NULL;
     assert_int_equal(tickets_counters_json(t, &j), RLHF_OK);
     const char *keys[] = {"tickets_issued", "tickets_completed", "tickets_reissued", "duplicates_dropped",
-                          "stale_dropped", "prompts_lost", "prompts_reused", "epochs_finished"};
+                          "stale_dropped",  "prompts_lost",      "prompts_reused",   "epochs_finished"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_true(json_is_integer(json_object_get(j, keys[i])));
     assert_int_equal(json_integer_value(json_object_get(j, "tickets_issued")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "prompts_lost")), 0);
@@ -664,8 +664,8 @@ static tickets_t *busy_table(tickets_config_t *c) {
     assert_verdict(scored(t, k[0].id), TICKETS_ACCEPTED); // done
     assert_verdict(complete(t, k[1].id, 2), TICKETS_ACCEPTED);
     assert_int_equal(tickets_score_issue(t, 10, &s), RLHF_OK); // k1 scoring
-    assert_int_equal(tickets_abandon(t, k[2].id), RLHF_OK);     // k2 queued
-    tickets_ticket_t e1 = issue(t, 20);                          // reissue of k2
+    assert_int_equal(tickets_abandon(t, k[2].id), RLHF_OK);    // k2 queued
+    tickets_ticket_t e1 = issue(t, 20);                        // reissue of k2
     assert_int_equal(e1.job, k[2].id);
     tickets_ticket_t f = issue(t, 20); // epoch 1
     assert_int_equal(f.epoch, 1);
@@ -755,14 +755,18 @@ static void test_save_load(void **state) {
         json_error_t je;
         json_t *root = json_loads(s1, 0, &je), *obj = root;
         assert_non_null(root);
-        if (strcmp(cases[i].path, "counters") == 0) obj = json_object_get(root, "counters");
-        else if (strcmp(cases[i].path, "jobs0") == 0) obj = json_array_get(json_object_get(root, "jobs"), 0);
+        if (strcmp(cases[i].path, "counters") == 0)
+            obj = json_object_get(root, "counters");
+        else if (strcmp(cases[i].path, "jobs0") == 0)
+            obj = json_array_get(json_object_get(root, "jobs"), 0);
         else if (strncmp(cases[i].path, "tickets", 7) == 0)
             obj = json_array_get(json_object_get(root, "tickets"), (size_t)(cases[i].path[7] - '0'));
         else if (strcmp(cases[i].path, "open_epochs0") == 0)
             obj = json_array_get(json_object_get(root, "open_epochs"), 0);
-        if (cases[i].value) json_object_set_new(obj, cases[i].key, cases[i].value);
-        else json_object_del(obj, cases[i].key);
+        if (cases[i].value)
+            json_object_set_new(obj, cases[i].key, cases[i].value);
+        else
+            json_object_del(obj, cases[i].key);
         err[0] = '\0';
         rlhf_err_t rc = tickets_load(&u, &c, root, 30, 0, err, sizeof err);
         json_decref(root);
@@ -795,7 +799,7 @@ static void test_load_restart(void **state) {
     assert_int_equal(tickets_lookup(t, 4, &k), RLHF_OK);
     assert_true(k.expired); // expired at once: reissued now, may still win
     assert_int_equal(tickets_lookup(t, 2, &k), RLHF_OK);
-    assert_int_equal(k.state, TICKETS_QUEUED); // its held rollouts died with the old process
+    assert_int_equal(k.state, TICKETS_QUEUED);                       // its held rollouts died with the old process
     assert_int_equal(tickets_score_issue(t, 0, &k), RLHF_ENOTFOUND); // nothing held
 
     /* new ids live in a fresh block */
@@ -820,22 +824,22 @@ static void test_load_restart(void **state) {
 enum { FATE_OK, FATE_DIE, FATE_LATE, FATE_STALE, FATE_DOUBLE, FATE_FUTURE };
 
 typedef struct {
-    int busy;          // holds ticket id until done_at
-    int dead;          // died holding id; a replacement joins at done_at
+    int busy; // holds ticket id until done_at
+    int dead; // died holding id; a replacement joins at done_at
     uint64_t id;
     int64_t done_at;
     int fate;
-    uint64_t version;  // the version it reports (actors)
+    uint64_t version; // the version it reports (actors)
 } sim_worker_t;
 
 typedef struct { // per ticket id (ids are dense from 1); job fields are used at index job id
     uint64_t job, epoch, seed;
     uint32_t first, n;
     uint32_t *prompts;
-    bool resolved;     // this ticket came back (accepted, stale) or its job got a result
-    bool job_done;     // the job's final result was accepted
-    uint64_t winner;   // two stages: ticket whose rollouts the learner holds, 0 = none
-    uint64_t rv;       // their version
+    bool resolved;   // this ticket came back (accepted, stale) or its job got a result
+    bool job_done;   // the job's final result was accepted
+    uint64_t winner; // two stages: ticket whose rollouts the learner holds, 0 = none
+    uint64_t rv;     // their version
 } sim_tk_t;
 
 typedef struct {
@@ -844,8 +848,8 @@ typedef struct {
     uint32_t max_lag, open_epochs, n_prompts, ppt;
     uint64_t epochs;
     int actors, scorers;
-    int fault_steps;   // faults are injected during these steps, then the run drains
-    int save_every;    // save/load the table every this many steps; 0 = never
+    int fault_steps; // faults are injected during these steps, then the run drains
+    int save_every;  // save/load the table every this many steps; 0 = never
 } sim_opts_t;
 
 typedef struct {
@@ -871,11 +875,17 @@ typedef struct {
     bool faults;
 } sim_t;
 
-static void mix(sim_t *s, uint64_t x) { s->trace = rng_mix(s->trace ^ x); }
+static void mix(sim_t *s, uint64_t x) {
+    s->trace = rng_mix(s->trace ^ x);
+}
 
-static bool chance(sim_t *s, float p) { return rng_float(&s->rng) < p; }
+static bool chance(sim_t *s, float p) {
+    return rng_float(&s->rng) < p;
+}
 
-static bool lag_ok(const sim_t *s, uint64_t r) { return r <= s->version && s->version - r <= s->o->max_lag; }
+static bool lag_ok(const sim_t *s, uint64_t r) {
+    return r <= s->version && s->version - r <= s->o->max_lag;
+}
 
 static sim_tk_t *sim_tk(sim_t *s, uint64_t id) {
     if (id == 0 || id > s->n_tk) fail_msg("sim: ticket %" PRIu64 " unknown to the test", id);
@@ -952,8 +962,8 @@ static void sim_complete(sim_t *s, uint64_t id, uint64_t r) {
     case TICKETS_ACCEPTED:
         if (k->resolved || j->job_done || j->winner)
             fail_msg("ticket %" PRIu64 " accepted, but its job %" PRIu64 " already had a result", id, k->job);
-        if (!lag_ok(s, r)) fail_msg("ticket %" PRIu64 " accepted with version %" PRIu64 " at policy %" PRIu64, id, r,
-                                    s->version);
+        if (!lag_ok(s, r))
+            fail_msg("ticket %" PRIu64 " accepted with version %" PRIu64 " at policy %" PRIu64, id, r, s->version);
         sim_resolve_job(s, k->job);
         s->accepted_stage1++;
         if (s->o->two_stage) {
@@ -1158,8 +1168,10 @@ static sim_result_t run_sim(const sim_opts_t *o) {
         if (s.faults && chance(&s, 0.02f)) { // junk from the network
             uint64_t id = chance(&s, 0.5f) ? 0 : s.issued + 1 + rng_below(&s.rng, 1000);
             tickets_verdict_t v;
-            if (o->two_stage && chance(&s, 0.5f)) assert_int_equal(tickets_scored(s.t, id, &v), RLHF_OK);
-            else assert_int_equal(tickets_complete(s.t, id, s.version, &v), RLHF_OK);
+            if (o->two_stage && chance(&s, 0.5f))
+                assert_int_equal(tickets_scored(s.t, id, &v), RLHF_OK);
+            else
+                assert_int_equal(tickets_complete(s.t, id, s.version, &v), RLHF_OK);
             assert_verdict(v, TICKETS_UNKNOWN);
             s.unknown++;
         }
@@ -1206,28 +1218,57 @@ static sim_result_t run_sim(const sim_opts_t *o) {
 
 static void print_result(const char *name, const sim_opts_t *o, const sim_result_t *r) {
     const tickets_counters_t *c = &r->counters;
-    print_message("%s (%s, max_lag %" PRIu32 ", open epochs %" PRIu32 "): %d steps, %" PRIu64 " epochs x %" PRIu32
-                  " prompts\n"
-                  "  issued %" PRIu64 " = completed %" PRIu64 " + stale %" PRIu64 " + superseded %" PRIu64
-                  " + open %" PRIu64 "; reissued %" PRIu64 ", expired %" PRIu64 "\n"
-                  "  duplicates %" PRIu64 ", unknown %" PRIu64 ", scores %" PRIu64 " (reissued %" PRIu64
-                  ", expired %" PRIu64 "), prompts completed %" PRIu64 ", lost %" PRIu64 ", reused %" PRIu64 "\n",
-                  name, o->two_stage ? "two stages" : "one stage", o->max_lag, o->open_epochs, r->steps, o->epochs,
-                  o->n_prompts, c->tickets_issued, c->tickets_completed, c->stale_dropped, c->tickets_superseded,
-                  c->tickets_open, c->tickets_reissued, c->tickets_expired, c->duplicates_dropped, c->unknown_dropped,
-                  c->scores_issued, c->scores_reissued, c->scores_expired, c->prompts_completed, c->prompts_lost,
-                  c->prompts_reused);
+    print_message(
+        "%s (%s, max_lag %" PRIu32 ", open epochs %" PRIu32 "): %d steps, %" PRIu64 " epochs x %" PRIu32 " prompts\n"
+        "  issued %" PRIu64 " = completed %" PRIu64 " + stale %" PRIu64 " + superseded %" PRIu64 " + open %" PRIu64
+        "; reissued %" PRIu64 ", expired %" PRIu64 "\n"
+        "  duplicates %" PRIu64 ", unknown %" PRIu64 ", scores %" PRIu64 " (reissued %" PRIu64 ", expired %" PRIu64
+        "), prompts completed %" PRIu64 ", lost %" PRIu64 ", reused %" PRIu64 "\n",
+        name, o->two_stage ? "two stages" : "one stage", o->max_lag, o->open_epochs, r->steps, o->epochs, o->n_prompts,
+        c->tickets_issued, c->tickets_completed, c->stale_dropped, c->tickets_superseded, c->tickets_open,
+        c->tickets_reissued, c->tickets_expired, c->duplicates_dropped, c->unknown_dropped, c->scores_issued,
+        c->scores_reissued, c->scores_expired, c->prompts_completed, c->prompts_lost, c->prompts_reused);
 }
 
 static const sim_opts_t sims[] = {
-    {.seed = 1, .two_stage = false, .max_lag = 0, .open_epochs = 1, .n_prompts = 53, .ppt = 4, .epochs = 60,
-     .actors = 5, .fault_steps = 3000},
-    {.seed = 2, .two_stage = false, .max_lag = 2, .open_epochs = 2, .n_prompts = 61, .ppt = 3, .epochs = 80,
-     .actors = 6, .fault_steps = 3000},
-    {.seed = 3, .two_stage = true, .max_lag = 1, .open_epochs = 2, .n_prompts = 47, .ppt = 4, .epochs = 60,
-     .actors = 5, .scorers = 3, .fault_steps = 3000},
-    {.seed = 4, .two_stage = true, .max_lag = 0, .open_epochs = 3, .n_prompts = 29, .ppt = 5, .epochs = 60,
-     .actors = 4, .scorers = 2, .fault_steps = 3000},
+    {.seed = 1,
+     .two_stage = false,
+     .max_lag = 0,
+     .open_epochs = 1,
+     .n_prompts = 53,
+     .ppt = 4,
+     .epochs = 60,
+     .actors = 5,
+     .fault_steps = 3000},
+    {.seed = 2,
+     .two_stage = false,
+     .max_lag = 2,
+     .open_epochs = 2,
+     .n_prompts = 61,
+     .ppt = 3,
+     .epochs = 80,
+     .actors = 6,
+     .fault_steps = 3000},
+    {.seed = 3,
+     .two_stage = true,
+     .max_lag = 1,
+     .open_epochs = 2,
+     .n_prompts = 47,
+     .ppt = 4,
+     .epochs = 60,
+     .actors = 5,
+     .scorers = 3,
+     .fault_steps = 3000},
+    {.seed = 4,
+     .two_stage = true,
+     .max_lag = 0,
+     .open_epochs = 3,
+     .n_prompts = 29,
+     .ppt = 5,
+     .epochs = 60,
+     .actors = 4,
+     .scorers = 2,
+     .fault_steps = 3000},
 };
 
 static void test_simulation(void **state) {
@@ -1269,12 +1310,18 @@ static void test_simulation_resume(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),        cmocka_unit_test(test_issue_and_order),
-        cmocka_unit_test(test_verdicts),      cmocka_unit_test(test_expire_reissue),
-        cmocka_unit_test(test_abandon),       cmocka_unit_test(test_stale),
-        cmocka_unit_test(test_epoch_overlap), cmocka_unit_test(test_two_stage),
-        cmocka_unit_test(test_counters_json), cmocka_unit_test(test_save_load),
-        cmocka_unit_test(test_load_restart),  cmocka_unit_test(test_simulation),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_issue_and_order),
+        cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_expire_reissue),
+        cmocka_unit_test(test_abandon),
+        cmocka_unit_test(test_stale),
+        cmocka_unit_test(test_epoch_overlap),
+        cmocka_unit_test(test_two_stage),
+        cmocka_unit_test(test_counters_json),
+        cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_load_restart),
+        cmocka_unit_test(test_simulation),
         cmocka_unit_test(test_simulation_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

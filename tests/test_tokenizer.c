@@ -106,8 +106,8 @@ static void test_plain_encode_ignores_specials(void **state) {
 static void test_encode_special(void **state) {
     (void)state;
     const char *s = "<|bos|><|system|>be brief<|end|><|user|>hi<|end|><|assistant|>ok<|eos|><|pad|><|reserved|>";
-    int want[] = {TOK_BOS, TOK_SYSTEM, 'b', 'e', ' ', 'b', 'r', 'i', 'e', 'f', TOK_END, TOK_USER, 'h', 'i',
-                  TOK_END, TOK_ASSISTANT, 'o', 'k', TOK_EOS, TOK_PAD, TOK_RESERVED};
+    int want[] = {TOK_BOS,  TOK_SYSTEM, 'b', 'e',     ' ',           'b', 'r', 'i',     'e',     'f',         TOK_END,
+                  TOK_USER, 'h',        'i', TOK_END, TOK_ASSISTANT, 'o', 'k', TOK_EOS, TOK_PAD, TOK_RESERVED};
     int n_want = (int)(sizeof(want) / sizeof(want[0]));
     int ids[128];
     assert_int_equal(tok_encode_special(s, strlen(s), ids, 128), n_want);

@@ -16,7 +16,9 @@ static inline float *tu_randn(rng_t *r, size_t n, float scale) {
     return p;
 }
 
-static inline float *tu_zeros(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static inline float *tu_zeros(size_t n) {
+    return calloc(n ? n : 1, sizeof(float));
+}
 
 /* max |a-b| */
 static inline double tu_maxabs(const float *a, const float *b, size_t n) {
