@@ -40,7 +40,7 @@ test: build
 test-asan: build-asan
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 RLHF_SANITIZED=1 \
-	  ctest --output-on-failure -j $(JOBS) -LE docker
+	  ctest --output-on-failure -j $(JOBS) -LE 'docker|long'
 
 # libFuzzer + ASan/UBSan on the protocol decoder for FUZZ_SECONDS, seeded with
 # one valid message of every type (written by proto_tool from the main build).
