@@ -44,8 +44,8 @@ static void test_default_run(void **state) {
     char dir[] = "/tmp/rlhf_test_run_XXXXXX", cmd[1024], path[600];
     assert_non_null(mkdtemp(dir));
     /* the defaults, but any free HTTP port (8080 may be taken) and no terminal status line */
-    snprintf(cmd, sizeof cmd, "%s/rlhf run --out %s/run --set learner.http_port=0 > %s/run.log 2>&1", RLHF_BIN_DIR,
-             dir, dir);
+    snprintf(cmd, sizeof cmd, "%s/rlhf run --out %s/run --set learner.http_port=0 > %s/run.log 2>&1", RLHF_BIN_DIR, dir,
+             dir);
     double t0 = now_s();
     int st = system(cmd);
     double wall = now_s() - t0;
