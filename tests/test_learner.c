@@ -115,6 +115,24 @@ static double seq_logp(model_t *m, const int32_t *comp, float *per_token) {
     return s;
 }
 
+/* Four samples of PROMPT: completion A at i < 2 (grouped) or at even i
+ * (alternating), B elsewhere, with behaviour log-probs lp_*, reference
+ * log-probs ref_* and rewards r_* of their completion. Pointers borrowed. */
+static void ab_batch(ppo_sample_t s[4], int grouped, const float *lp_a, const float *lp_b, const float *ref_a,
+                     const float *ref_b, float r_a, float r_b, int verify) {
+    for (int i = 0; i < 4; i++) {
+        int a = grouped ? i < 2 : i % 2 == 0;
+        s[i] = (ppo_sample_t){.prompt = PROMPT,
+                              .n_prompt = NP,
+                              .completion = a ? COMP_A : COMP_B,
+                              .n_completion = NC,
+                              .logprobs = a ? lp_a : lp_b,
+                              .ref_logprobs = a ? ref_a : ref_b,
+                              .reward = a ? r_a : r_b,
+                              .verify = verify};
+    }
+}
+
 static void base_config(rlhf_config_t *cfg) {
     char err[256];
     config_init(cfg);
@@ -135,17 +153,7 @@ static void test_ppo_moves(void **state) {
     float lpa[NC], lpb[NC];
     double a0 = seq_logp(r.policy, COMP_A, lpa), b0 = seq_logp(r.policy, COMP_B, lpb);
     ppo_sample_t s[4];
-    for (int i = 0; i < 4; i++) {
-        int good = i % 2 == 0;
-        s[i] = (ppo_sample_t){.prompt = PROMPT,
-                              .n_prompt = NP,
-                              .completion = good ? COMP_A : COMP_B,
-                              .n_completion = NC,
-                              .logprobs = good ? lpa : lpb,
-                              .ref_logprobs = good ? lpa : lpb,
-                              .reward = good ? 1.0f : 0.0f,
-                              .verify = 1};
-    }
+    ab_batch(s, 0, lpa, lpb, lpa, lpb, 1.0f, 0.0f, 1);
     ppo_stats_t st;
     assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 4, &st), RLHF_OK);
     assert_int_equal(st.n_verified, 4);
@@ -179,16 +187,7 @@ static void critic_free_moves(const char *algo) {
     float lpa[NC], lpb[NC];
     double a0 = seq_logp(r.policy, COMP_A, lpa), b0 = seq_logp(r.policy, COMP_B, lpb);
     ppo_sample_t s[4];
-    for (int i = 0; i < 4; i++) {
-        int good = i < 2;
-        s[i] = (ppo_sample_t){.prompt = PROMPT,
-                              .n_prompt = NP,
-                              .completion = good ? COMP_A : COMP_B,
-                              .n_completion = NC,
-                              .logprobs = good ? lpa : lpb,
-                              .ref_logprobs = good ? lpa : lpb,
-                              .reward = good ? 1.0f : 0.0f};
-    }
+    ab_batch(s, 1, lpa, lpb, lpa, lpb, 1.0f, 0.0f, 0);
     float *cbefore = malloc(r.critic->n_params * sizeof(float));
     memcpy(cbefore, r.critic->params_mem, r.critic->n_params * sizeof(float));
     ppo_stats_t st;
@@ -247,17 +246,7 @@ static void test_logprob_check(void **state) {
     for (int j = 0; j < NC; j++) bad[j] = lpb[j];
     bad[1] += 0.01f; // one token off by 0.01 nats
     ppo_sample_t s[4];
-    for (int i = 0; i < 4; i++) {
-        int good = i % 2 == 0;
-        s[i] = (ppo_sample_t){.prompt = PROMPT,
-                              .n_prompt = NP,
-                              .completion = good ? COMP_A : COMP_B,
-                              .n_completion = NC,
-                              .logprobs = good ? lpa : bad,
-                              .ref_logprobs = good ? lpa : lpb,
-                              .reward = good ? 1.0f : 0.0f,
-                              .verify = 1};
-    }
+    ab_batch(s, 0, lpa, bad, lpa, lpb, 1.0f, 0.0f, 1);
     ppo_stats_t st;
     assert_int_equal(ppo_step(r.ppo, r.popt, r.copt, &r.st, s, 4, &st), RLHF_OK);
     printf("honest rollouts: max |log p diff| %.3g; forged: %d of %d caught, max diff %.4f\n", st.logp_diff,
@@ -302,16 +291,7 @@ static void test_ppo_null(void **state) {
     seq_logp(r.policy, COMP_B, lpb);
     for (int j = 0; j < NC; j++) refa[j] = lpa[j] - 0.5f, refb[j] = lpb[j] - 0.5f;
     ppo_sample_t s[4];
-    for (int i = 0; i < 4; i++) {
-        int a = i % 2 == 0;
-        s[i] = (ppo_sample_t){.prompt = PROMPT,
-                              .n_prompt = NP,
-                              .completion = a ? COMP_A : COMP_B,
-                              .n_completion = NC,
-                              .logprobs = a ? lpa : lpb,
-                              .ref_logprobs = a ? refa : refb,
-                              .reward = 1.0f};
-    }
+    ab_batch(s, 0, lpa, lpb, refa, refb, 1.0f, 1.0f, 0);
     size_t n = r.policy->n_params;
     float *before = malloc(n * sizeof(float));
     memcpy(before, r.policy->params_mem, n * sizeof(float));
