@@ -86,7 +86,7 @@ struct actor {
     void *zctx;
     void *s_work, *s_rollouts, *s_announce, *s_weights, *s_monitor;
     loop_zsock_t *z_work, *z_rollouts, *z_announce, *z_weights, *z_monitor;
-    int n_connects; // of the work socket: after the first, a reconnect
+    bool lost; // the work socket reported a disconnection: its next connection is a reconnect
 
     model_t *model;
     generator_t *gen;
@@ -705,8 +705,9 @@ static void on_work(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     }
 }
 
-/* Events of the work socket (zmq_socket_monitor): a connection after the
- * first is a reconnect, maybe to a restarted learner that knows nothing of
+/* Events of the work socket (zmq_socket_monitor): a connection after a
+ * disconnection is a reconnect (counting connections instead would miss
+ * the first one when it completes before the monitor is attached), maybe to a restarted learner that knows nothing of
  * us, so say hello again and ask for the credit we lack (PROTOCOL.md 4.1). */
 static void on_monitor(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     (void)z;
@@ -716,7 +717,9 @@ static void on_monitor(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     memcpy(&ev, zmq_msg_data(&parts[0]), sizeof ev);
     if (ev == ZMQ_EVENT_DISCONNECTED) {
         alog(a, "lost the connection to %s", a->ep_work);
-    } else if (ev == ZMQ_EVENT_CONNECTED && ++a->n_connects > 1 && !a->draining && !a->stopped) {
+        a->lost = true;
+    } else if (ev == ZMQ_EVENT_CONNECTED && a->lost && !a->draining && !a->stopped) {
+        a->lost = false;
         alog(a, "reconnected to %s: hello again", a->ep_work);
         a->learner_hello_seen = false;
         send_hello(a);

@@ -67,7 +67,7 @@ struct reward {
     loop_zsock_t *zscore, *zscored;        // registrations, owned by the loop
     void *mon_sock;                        // PAIR receiving the score socket's connect events
     loop_zsock_t *zmon;
-    int n_connects;
+    bool lost; // the score socket reported a disconnection: its next connection is a reconnect
     loop_timer_t *tick;
 
     model_t *ref;          // frozen reference, owned
@@ -596,8 +596,9 @@ static void hello_again(reward_t *r) {
     send_credit(r, r->cfg.reward.credit - in_flight(r));
 }
 
-/* Events of the score socket (zmq_socket_monitor): a connection after the
- * first is a learner that came back (restarted, perhaps from a checkpoint),
+/* Events of the score socket (zmq_socket_monitor): a connection after a
+ * disconnection (not "after the first": the first may complete before the
+ * monitor is attached) is a learner that came back (restarted, perhaps from a checkpoint),
  * which knows nothing of us: say hello at once instead of after the silence
  * timeout, since its heartbeats would otherwise keep us from noticing. */
 static void on_monitor(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
@@ -608,7 +609,9 @@ static void on_monitor(loop_zsock_t *z, zmq_msg_t *parts, size_t n, void *ud) {
     memcpy(&ev, zmq_msg_data(&parts[0]), sizeof ev);
     if (ev == ZMQ_EVENT_DISCONNECTED) {
         rlog(r, "lost the connection to %s", r->score_ep);
-    } else if (ev == ZMQ_EVENT_CONNECTED && ++r->n_connects > 1 && r->started && !r->draining && !r->bye_sent) {
+        r->lost = true;
+    } else if (ev == ZMQ_EVENT_CONNECTED && r->lost && r->started && !r->draining && !r->bye_sent) {
+        r->lost = false;
         rlog(r, "reconnected to %s: hello again", r->score_ep);
         hello_again(r);
     }
