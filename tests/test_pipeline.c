@@ -197,7 +197,14 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
     while (fgets(line, sizeof line, m)) {
         json_t *o = json_loads(line, 0, &je);
         assert_non_null(o);
-        assert_true(json_real_value(json_object_get(o, "policy_lag")) <= (double)max_lag);
+        /* After a learner restart, rollouts of tickets the dead learner had
+         * handed out still arrive and win their jobs (accepted results are
+         * final: training on them is what keeps every prompt used once), so
+         * the resumed learner's buffer can run one batch ahead of its
+         * dispatch limit and a batch may lag one version more. */
+        double lag = json_real_value(json_object_get(o, "policy_lag"));
+        if (lag > max_lag) printf("step %d: policy lag %.2f\n", n + 1, lag);
+        assert_true(lag <= (double)max_lag + (kill9 == 2 ? 1.0 : 0.0));
         if (max_lag == 0) // the actor's behaviour log-probs are the learner's own, to float noise
             assert_true(json_real_value(json_object_get(o, "logp_diff")) < 1e-4);
         int st = (int)json_integer_value(json_object_get(o, "step"));
