@@ -273,6 +273,7 @@ static void test_bit_identical(void **state) {
 
     snprintf(log, sizeof log, "%s/learner.log", dir);
     kids[0] = tp_spawn("rlhf-learner", cfgpath, "L", log);
+    assert_true(tp_wait_log(log, "serving on", 60)); // its ports are bound before any worker starts
     snprintf(log, sizeof log, "%s/reward.log", dir);
     kids[1] = tp_spawn("rlhf-reward", cfgpath, "r0", log);
     snprintf(log, sizeof log, "%s/actor.log", dir);

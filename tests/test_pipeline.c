@@ -84,14 +84,15 @@ static void run_pipeline(int kill9, int max_lag, int n_actors, int n_train) {
             "learner: {work_port: %d, rollouts_port: %d, score_port: %d, scored_port: %d, announce_port: %d,\n"
             "          weights_port: %d, http_port: %d, ticket_prompts: 2, threads: 1, ticket_timeout_ms: 4000,\n"
             "          score_timeout_ms: 4000, checkpoint_every: 2, eval_every: 2}\n"
-            "actor: {threads: 1, batch: 8, http_port: 0}\n"
-            "reward: {threads: 1, batch: 8, http_port: 0}\n",
+            "actor: {threads: 1, batch: 8, http_port: -1}\n"
+            "reward: {threads: 1, batch: 8, http_port: -1}\n",
             dir, steps, max_lag, n_train, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     fclose(f);
 
     char log[300];
     snprintf(log, sizeof log, "%s/learner.log", dir);
     pid_t lp = tp_spawn("rlhf-learner", cfgpath, "L", log);
+    assert_true(tp_wait_log(log, "serving on", 60)); // its ports are bound before any worker starts
     pid_t rp[2], ap[4] = {0, 0, 0, 0};
     assert_true(n_actors <= 4);
     for (int i = 0; i < 2; i++) {

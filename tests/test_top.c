@@ -129,6 +129,7 @@ static int setup(void **state) {
     fclose(f);
     snprintf(log, sizeof log, "%s/learner.log", dir);
     tp_spawn("rlhf-learner", cfgpath, "L", log);
+    assert_true(tp_wait_log(log, "serving on", 60)); // its ports are bound before any worker starts
     snprintf(log, sizeof log, "%s/r0.log", dir);
     tp_spawn("rlhf-reward", cfgpath, "r0", log);
     snprintf(log, sizeof log, "%s/a0.log", dir);

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -77,6 +78,24 @@ static inline int tp_wait_exit(pid_t pid, double timeout_s) {
         nanosleep(&d, NULL);
     }
     return -1;
+}
+
+/* Wait up to timeout_s for a line containing needle in the file at path (a
+ * child's log): 1 when seen, 0 on timeout. Used to let the learner bind its
+ * picked ports before the workers start: their own ephemeral ports (HTTP on
+ * port 0, outgoing connections) could otherwise take one of them first. */
+static inline int tp_wait_log(const char *path, const char *needle, double timeout_s) {
+    struct timespec d = {0, 20 * 1000 * 1000};
+    char line[1024];
+    for (double t = 0; t < timeout_s; t += 0.02) {
+        FILE *f = fopen(path, "r");
+        int seen = 0;
+        while (f && !seen && fgets(line, sizeof line, f)) seen = strstr(line, needle) != NULL;
+        if (f) fclose(f);
+        if (seen) return 1;
+        nanosleep(&d, NULL);
+    }
+    return 0;
 }
 
 #endif
